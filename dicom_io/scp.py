@@ -1,0 +1,219 @@
+"""DICOM C-STORE / C-ECHO listener built on pynetdicom.
+
+The network layer knows nothing of spools, databases or models: pynetdicom events are turned
+into three calls on a `StorageHandler` (association requested, instance received, association
+ended) that carry plain values. Whoever implements the handler decides who may connect, where
+bytes go and what status to answer.
+
+Received datasets are written by pynetdicom straight to a temporary file in `receive_dir`
+(chunked receive), so a 50 MB radiograph is never held in memory, let alone twice; the handler
+gets that file's path and may move it (same filesystem: a rename, no copy).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_io.sop import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, StoreStatus, sop_class_name
+
+log = logging.getLogger(__name__)
+
+# Largest PDU we accept. Large PDUs cut per-PDU Python overhead on multi-MB images; 1 MiB
+# keeps each read bounded.
+MAX_PDU_BYTES = 1 << 20
+
+# A-ASSOCIATE-RJ values (PS3.8 9.3.4).
+_REJECTED_PERMANENT, _REJECTED_TRANSIENT = 0x01, 0x02
+_SOURCE_SERVICE_USER = 0x01
+_DIAG_NO_REASON, _DIAG_CALLING_AE_NOT_RECOGNISED = 0x01, 0x03
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is asking to associate."""
+
+    calling_ae: str
+    called_ae: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The handler's answer to an association request."""
+
+    context: Any  # opaque to us; handed back with every later call for this association
+    rejection: str | None = None  # None admits; a reason rejects (calling AE not recognised)
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    """One C-STORE request's dataset, as a DICOM Part 10 file on disk."""
+
+    path: Path  # valid only during the call; move it to keep it
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+
+
+@dataclass(frozen=True)
+class AssociationEnd:
+    outcome: str  # "released", "aborted" or "rejected"
+    reason: str | None = None
+    refused_contexts: list[str] = field(default_factory=list)
+
+
+class StorageHandler(Protocol):
+    def association_requested(self, peer: Peer) -> Admission: ...
+
+    def instance_received(self, context: Any, received: ReceivedFile) -> int: ...
+
+    def association_ended(self, context: Any, end: AssociationEnd) -> None: ...
+
+
+def build_ae(ae_title: str, max_associations: int) -> AE:
+    """An AE that accepts Verification and our storage SOP classes, nothing else."""
+    ae = AE(ae_title=ae_title)
+    ae.maximum_associations = max_associations
+    ae.maximum_pdu_size = MAX_PDU_BYTES
+    ae.add_supported_context(Verification)
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+    return ae
+
+
+class StorageServer:
+    """A running listener; `port` is the bound port (useful when asked for port 0)."""
+
+    def __init__(
+        self,
+        handler: StorageHandler,
+        *,
+        ae_title: str,
+        bind: str,
+        port: int,
+        max_associations: int,
+        receive_dir: Path,
+    ) -> None:
+        self._handler = handler
+        self._contexts: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._ae = build_ae(ae_title, max_associations)
+        self._address = (bind, port)
+        self._receive_dir = receive_dir
+        self._server: ThreadedAssociationServer | None = None
+
+    def start(self) -> StorageServer:
+        # pynetdicom writes chunked datasets with NamedTemporaryFile in the default temp dir;
+        # pointing it at the spool's filesystem turns "keep this file" into a rename.
+        # This is process-wide, which is why only the listener process sets it.
+        self._receive_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.tempdir = str(self._receive_dir)
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+        ]
+        self._server = self._ae.start_server(self._address, block=False, evt_handlers=handlers)
+        return self
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- pynetdicom event handlers: translate, delegate, never raise ---------------------
+
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        request = assoc.requestor.primitive  # the A-ASSOCIATE-RQ; negotiation has not run yet
+        peer = Peer(
+            calling_ae=str(request.calling_ae_title).strip(),
+            called_ae=str(request.called_ae_title).strip(),
+            address=str(assoc.requestor.address),
+            port=int(assoc.requestor.port),
+        )
+        try:
+            admission = self._handler.association_requested(peer)
+        except Exception:
+            log.exception("association request from %s could not be recorded", peer.address)
+            assoc.acse.send_reject(_REJECTED_TRANSIENT, _SOURCE_SERVICE_USER, _DIAG_NO_REASON)
+            return
+        with self._lock:
+            self._contexts[id(assoc)] = admission.context
+        if admission.rejection is not None:
+            assoc.acse.send_reject(
+                _REJECTED_PERMANENT, _SOURCE_SERVICE_USER, _DIAG_CALLING_AE_NOT_RECOGNISED
+            )
+            assoc._boneage_rejection = admission.rejection  # type: ignore[attr-defined]
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        rejected = event.assoc.rejected_contexts
+        refused = sorted({sop_class_name(cx.abstract_syntax) for cx in rejected})
+        event.assoc._boneage_refused = refused  # type: ignore[attr-defined]
+
+    def _on_store(self, event: evt.Event) -> int:
+        with self._lock:
+            context = self._contexts.get(id(event.assoc))
+        request = event.request
+        received = ReceivedFile(
+            path=Path(event.dataset_path),
+            sop_class_uid=str(request.AffectedSOPClassUID),
+            sop_instance_uid=str(request.AffectedSOPInstanceUID),
+            transfer_syntax_uid=str(event.context.transfer_syntax),
+        )
+        try:
+            return int(self._handler.instance_received(context, received))
+        except Exception:
+            log.exception("unexpected failure while storing an instance; answered 0xA7FF")
+            return StoreStatus.INTERNAL_ERROR
+
+    def _on_closed(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        with self._lock:
+            context = self._contexts.pop(id(assoc), None)
+        if context is None:
+            return  # the connection closed before an association was requested
+        end = AssociationEnd(
+            outcome=_outcome(assoc),
+            reason=getattr(assoc, "_boneage_rejection", None) or _rejection_reason(assoc),
+            refused_contexts=getattr(assoc, "_boneage_refused", []),
+        )
+        try:
+            self._handler.association_ended(context, end)
+        except Exception:
+            log.exception("could not record the end of an association")
+
+
+def _outcome(assoc: Any) -> str:
+    if assoc.is_rejected:
+        return "rejected"
+    if assoc.is_aborted:
+        return "aborted"
+    return "released"
+
+
+def _rejection_reason(assoc: Any) -> str | None:
+    """pynetdicom's own rejections (too many associations, no acceptable context)."""
+    if not assoc.is_rejected:
+        return None
+    primitive = getattr(assoc.acceptor, "primitive", None)
+    reason = getattr(primitive, "reason_str", None)
+    return f"rejected by the DICOM layer: {reason}" if reason else "rejected by the DICOM layer"

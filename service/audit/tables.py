@@ -1,0 +1,173 @@
+"""Audit database tables: what arrived, from whom, and what happened to it.
+
+The audit DB is the one place where patient identifiers may live (never the logs). Rows are
+appended or moved forward in status; nothing is deleted by the service. Schema changes go
+through Alembic migrations in `alembic/versions/`; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names so Alembic migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite hands them back naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to an audit timestamp")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class AssociationOutcome(enum.StrEnum):
+    REQUESTED = "REQUESTED"  # open, or the process ended before it closed
+    ACCEPTED = "ACCEPTED"  # established; still open
+    RELEASED = "RELEASED"
+    ABORTED = "ABORTED"
+    REJECTED = "REJECTED"
+
+
+class InstanceStatus(enum.StrEnum):
+    """Where one received C-STORE request stands.
+
+    RECEIVED -> QUEUED -> PROCESSING -> WAITING (the assessment pipeline is not installed in
+    this release) or a final state added by the pipeline. DUPLICATE, REFUSED and INVALID are
+    final at receipt.
+    """
+
+    RECEIVED = "RECEIVED"  # spooled and committed; not yet handed off
+    QUEUED = "QUEUED"  # handed to the embedded runner or the Celery broker
+    PROCESSING = "PROCESSING"
+    WAITING = "WAITING"  # picked up, but there is no assessment pipeline to run yet
+    DUPLICATE = "DUPLICATE"  # same SOP Instance UID and same bytes as an earlier version
+    REFUSED = "REFUSED"  # not stored (for example: spool disk below the minimum)
+    INVALID = "INVALID"  # could not be parsed; bytes kept in quarantine
+
+
+UNFINISHED = (InstanceStatus.RECEIVED, InstanceStatus.QUEUED, InstanceStatus.PROCESSING)
+
+
+class Association(Base):
+    __tablename__ = "associations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calling_ae: Mapped[str] = mapped_column(String(16))
+    called_ae: Mapped[str] = mapped_column(String(16))
+    peer_address: Mapped[str] = mapped_column(String(64))
+    peer_port: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[AssociationOutcome] = mapped_column(
+        Enum(AssociationOutcome, native_enum=False, length=16)
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    # Abstract syntaxes the peer proposed that we refused (for example CT Image Storage).
+    refused_contexts: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    instances: Mapped[list[Instance]] = relationship(back_populates="association")
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    __table_args__ = (
+        # One row per stored content version of a SOP Instance UID; refused, invalid and
+        # duplicate receipts have no version of their own.
+        Index(
+            "uq_instances_sop_version",
+            "sop_instance_uid",
+            "version",
+            unique=True,
+            sqlite_where=text("version IS NOT NULL"),
+            postgresql_where=text("version IS NOT NULL"),
+        ),
+        Index("ix_instances_status", "status"),
+        Index("ix_instances_study", "study_instance_uid"),
+        Index("ix_instances_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"))
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int | None] = mapped_column(Integer)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    series_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    transfer_syntax_uid: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    spool_path: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[InstanceStatus] = mapped_column(
+        Enum(InstanceStatus, native_enum=False, length=16)
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    # DIMSE status we answered the C-STORE with (0 = success).
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    association: Mapped[Association | None] = relationship(back_populates="instances")
+    events: Mapped[list[InstanceEvent]] = relationship(
+        back_populates="instance", order_by="InstanceEvent.id"
+    )
+
+
+class InstanceEvent(Base):
+    """The history of an instance: one row per status it entered, with when and why."""
+
+    __tablename__ = "instance_events"
+    __table_args__ = (Index("ix_instance_events_instance", "instance_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"))
+    status: Mapped[InstanceStatus] = mapped_column(
+        Enum(InstanceStatus, native_enum=False, length=16)
+    )
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    instance: Mapped[Instance] = relationship(back_populates="events")

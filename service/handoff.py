@@ -1,0 +1,138 @@
+"""Handing received instances to a worker, resuming after a crash, and running them.
+
+The service does not know how work is carried (embedded threads or a Celery broker): it is
+given a `submit(instance_id)` callable by the entry point that wires the process together.
+Only ids travel; workers read the spooled file themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.audit.session import transaction
+from service.audit.status import advance
+from service.audit.tables import UNFINISHED, Instance, InstanceStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[int], None]
+
+# Why an instance that was picked up went no further: said in the audit DB, not hidden.
+NO_PIPELINE = (
+    "no assessment pipeline is installed in this release: the instance is stored and recorded, "
+    "nothing was assessed"
+)
+
+
+def queue_instance(
+    sessions: sessionmaker[Session],
+    submit: Submit,
+    instance_id: int,
+    *,
+    detail: str,
+    allowed_from: tuple[InstanceStatus, ...] = (InstanceStatus.RECEIVED,),
+) -> bool:
+    """Mark QUEUED, then submit. Marking first means a fast worker can never be overwritten."""
+    with transaction(sessions) as session:
+        moved = advance(
+            session, instance_id, InstanceStatus.QUEUED, allowed_from=allowed_from, detail=detail
+        )
+    if not moved:
+        return False
+    try:
+        submit(instance_id)
+    except Exception as exc:
+        with transaction(sessions) as session:
+            advance(
+                session, instance_id, InstanceStatus.RECEIVED,
+                allowed_from=(InstanceStatus.QUEUED,),
+                detail=f"hand-off failed, will retry: {type(exc).__name__}: {exc}",
+            )
+        raise
+    return True
+
+
+def resume_unfinished(
+    sessions: sessionmaker[Session],
+    submit: Submit,
+    *,
+    include_processing_older_than: timedelta | None,
+    detail: str = "re-queued at start-up",
+) -> list[int]:
+    """Queue again what was received but not finished when the process stopped.
+
+    With the embedded runner nobody else can be processing, so PROCESSING rows are stale and
+    `include_processing_older_than` is zero; with Celery, only long-silent ones are.
+    """
+    conditions = [Instance.status.in_((InstanceStatus.RECEIVED, InstanceStatus.QUEUED))]
+    if include_processing_older_than is not None:
+        cutoff = utcnow() - include_processing_older_than
+        conditions.append(
+            (Instance.status == InstanceStatus.PROCESSING) & (Instance.status_changed_at <= cutoff)
+        )
+    with sessions() as session:
+        query = select(Instance.id).where(or_(*conditions)).order_by(Instance.id)
+        ids = list(session.scalars(query))
+    resumed = []
+    for instance_id in ids:
+        try:
+            queued = queue_instance(
+                sessions, submit, instance_id, detail=detail, allowed_from=UNFINISHED
+            )
+            if queued:
+                resumed.append(instance_id)
+        except Exception:
+            log.exception("could not re-queue instance %d", instance_id)
+    if resumed:
+        log.info("%s: %d instance(s)", detail, len(resumed))
+    return resumed
+
+
+def sweep_stuck(sessions: sessionmaker[Session], submit: Submit, *, older_than: timedelta) -> int:
+    """Re-try hand-offs that failed (for example while the broker was down)."""
+    cutoff = utcnow() - older_than
+    with sessions() as session:
+        ids = list(session.scalars(
+            select(Instance.id).where(
+                Instance.status == InstanceStatus.RECEIVED, Instance.status_changed_at <= cutoff
+            )
+        ))
+    count = 0
+    for instance_id in ids:
+        try:
+            count += queue_instance(sessions, submit, instance_id, detail="re-queued by sweep")
+        except Exception:
+            log.warning("hand-off of instance %d failed again; will retry", instance_id)
+    return count
+
+
+def process_instance(sessions: sessionmaker[Session], instance_id: int) -> InstanceStatus:
+    """Run one instance. Idempotent: an instance someone else claimed or finished is left alone.
+
+    The assessment pipeline (decode, gates, model, reports) is not part of this release; an
+    instance that gets here is recorded as WAITING with the reason, never as assessed.
+    """
+    with transaction(sessions) as session:
+        claimed = advance(
+            session, instance_id, InstanceStatus.PROCESSING,
+            allowed_from=(InstanceStatus.RECEIVED, InstanceStatus.QUEUED),
+            detail="picked up by a worker",
+        )
+    if not claimed:
+        with sessions() as session:
+            row = session.get(Instance, instance_id)
+            if row is None:
+                raise LookupError(f"instance {instance_id} does not exist")
+            return row.status
+    with transaction(sessions) as session:
+        advance(
+            session, instance_id, InstanceStatus.WAITING,
+            allowed_from=(InstanceStatus.PROCESSING,), detail=NO_PIPELINE, reason=NO_PIPELINE,
+        )
+    log.info("instance %d waiting: no assessment pipeline installed", instance_id)
+    return InstanceStatus.WAITING

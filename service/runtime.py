@@ -1,0 +1,32 @@
+"""Opening what every process of the service needs: settings, the audit DB, the spool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.audit.session import ensure_schema, make_engine, make_session_factory
+from service.settings import Settings
+from service.spool import Spool
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    spool: Spool
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Connect and check the schema; raises SchemaOutOfDate when an admin must migrate."""
+    engine = make_engine(settings.effective_database_url)
+    ensure_schema(engine, auto_upgrade=settings.uses_default_database)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        spool=Spool(settings.spool_dir).ensure(),
+    )

@@ -1,0 +1,251 @@
+"""Service settings from `BONEAGE_*` environment variables and an optional TOML file.
+
+The variable names are a contract with operators, deployment files and tests: renaming one
+breaks a hospital's configuration silently, so they are spelled out here once. Environment
+variables win over the file named by `BONEAGE_CONFIG_FILE`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "BONEAGE_"
+CONFIG_FILE_ENV = "BONEAGE_CONFIG_FILE"
+
+# PS3.5 6.2: AE titles are up to 16 characters of the default repertoire, no backslash or controls.
+_AE_TITLE = re.compile(r"^[ -\[\]-~]{1,16}$")
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable and what it should be."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A DICOM node results are sent to (C-STORE SCP)."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class CallerRule:
+    """One entry of the allow-list: an AE title, optionally pinned to one peer address."""
+
+    ae_title: str
+    address: str | None = None
+
+    def matches(self, ae_title: str, address: str) -> bool:
+        if ae_title.strip() != self.ae_title:
+            return False
+        return self.address is None or _same_address(self.address, address)
+
+    def __str__(self) -> str:
+        return self.ae_title if self.address is None else f"{self.ae_title}@{self.address}"
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
+
+
+def _check_ae_title(value: str) -> str:
+    value = value.strip()
+    if not _AE_TITLE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid AE title (1-16 printable characters, no backslash)"
+        )
+    return value
+
+
+def _split_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(part).strip() for part in value if str(part).strip()]
+
+
+def parse_destination(text: str) -> Destination:
+    """Parse `AE@host:port`, the form PACS admins already use in their routing tables."""
+    match = re.fullmatch(r"(?P<ae>[^@]+)@(?P<host>\[[^\]]+\]|[^:@]+):(?P<port>\d+)", text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not of the form AE@host:port")
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: port {port} is outside 1-65535")
+    return Destination(_check_ae_title(match["ae"]), match["host"].strip("[]"), port)
+
+
+def parse_caller(text: str) -> CallerRule:
+    """Parse `AE` or `AE@ip`."""
+    ae, _, address = text.strip().partition("@")
+    if address:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"{text!r}: {address!r} is not an IP address") from None
+    return CallerRule(_check_ae_title(ae), address or None)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Defaults run the whole service on one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
+    )
+
+    ae_title: str = Field("BONEAGE", description="Our AE title (called AE for C-STORE).")
+    port: int = Field(11112, ge=1, le=65535, description="DICOM listening port.")
+    bind: str = Field("0.0.0.0", description="Address the DICOM listener binds to.")
+    var_dir: Path = Field(Path("var"), description="Spool, logs and the default SQLite DB.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the audit DB; unset: SQLite under the var dir."
+    )
+    broker_url: str | None = Field(
+        None, description="Unset: embedded in-process worker; redis://...: Celery."
+    )
+    destinations: Annotated[list[Destination], NoDecode] = Field(
+        default_factory=list, description="Comma list of AE@host:port that receive results."
+    )
+    allowed_callers: Annotated[list[CallerRule], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of AE or AE@ip; empty: only loopback peers are accepted.",
+    )
+    max_associations: int = Field(10, ge=1, le=1000, description="Concurrent associations.")
+    min_free_disk_mb: int = Field(
+        500, ge=0, description="Refuse C-STORE (0xA700) when the spool has less free space."
+    )
+    model_dir: Path | None = Field(None, description="Model weights directory.")
+    embedded_workers: int = Field(
+        2, ge=0, le=64,
+        description="Threads of the embedded runner; 0 receives and spools only (processing held).",
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return _check_ae_title(value)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+        return value
+
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _destinations(cls, value: Any) -> list[Destination]:
+        if value and isinstance(value, list) and isinstance(value[0], Destination):
+            return value
+        return [parse_destination(part) for part in _split_list(value)]
+
+    @field_validator("allowed_callers", mode="before")
+    @classmethod
+    def _callers(cls, value: Any) -> list[CallerRule]:
+        if value and isinstance(value, list) and isinstance(value[0], CallerRule):
+            return value
+        return [parse_caller(part) for part in _split_list(value)]
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "amqp://", "memory://")):
+            raise ValueError(f"{value!r} is not a broker URL (redis://host:port/db)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if "://" not in value:
+            raise ValueError(f"{value!r} is not a database URL (sqlite:///path, postgresql://...)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"{value!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    # Derived locations: one place decides the layout of the var dir.
+    @property
+    def uses_default_database(self) -> bool:
+        """The embedded SQLite default migrates itself; any configured DB is the admin's."""
+        return self.database_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'audit.sqlite3').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.var_dir / "spool"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "logs"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning pydantic's report into one line per bad variable."""
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise SettingsError(f"{CONFIG_FILE_ENV}: no such file {config_file!r}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            message = error["msg"].removeprefix("Value error, ")
+            given = error.get("input")
+            shown = f" (got {given!r})" if isinstance(given, str | int) else ""
+            lines.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
+        raise SettingsError("; ".join(lines)) from None

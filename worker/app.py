@@ -1,0 +1,50 @@
+"""The Celery application: Redis broker, `inference` and `delivery` queues.
+
+`boneage worker` runs it; `boneage serve` only sends task messages carrying instance ids.
+Tasks are acknowledged late, so a worker killed mid-task leaves its message to another.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+INFERENCE_QUEUE = "inference"
+DELIVERY_QUEUE = "delivery"
+PROCESS_INSTANCE_TASK = "boneage.process_instance"
+
+# Sending must not hang a C-STORE response: a few quick tries, then the sweep takes over.
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+def create_app(broker_url: str) -> Celery:
+    app = Celery("boneage", broker=broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_queues=[Queue(INFERENCE_QUEUE), Queue(DELIVERY_QUEUE)],
+        task_default_queue=INFERENCE_QUEUE,
+        task_routes={PROCESS_INSTANCE_TASK: {"queue": INFERENCE_QUEUE}},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+class CeleryDispatcher:
+    """`submit(instance_id)` for the service, backed by a Celery broker."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def submit(self, instance_id: int) -> None:
+        self._app.send_task(
+            PROCESS_INSTANCE_TASK,
+            args=[instance_id],
+            queue=INFERENCE_QUEUE,
+            retry=True,
+            retry_policy=_PUBLISH_RETRY,
+        )
