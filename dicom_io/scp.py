@@ -154,15 +154,13 @@ class StorageServer:
             admission = self._handler.association_requested(peer)
         except Exception:
             log.exception("association request from %s could not be recorded", peer.address)
-            assoc.acse.send_reject(_REJECTED_TRANSIENT, _SOURCE_SERVICE_USER, _DIAG_NO_REASON)
+            _reject(assoc, _REJECTED_TRANSIENT, _DIAG_NO_REASON)
             return
         with self._lock:
             self._contexts[id(assoc)] = admission.context
         if admission.rejection is not None:
-            assoc.acse.send_reject(
-                _REJECTED_PERMANENT, _SOURCE_SERVICE_USER, _DIAG_CALLING_AE_NOT_RECOGNISED
-            )
             assoc._boneage_rejection = admission.rejection  # type: ignore[attr-defined]
+            _reject(assoc, _REJECTED_PERMANENT, _DIAG_CALLING_AE_NOT_RECOGNISED)
 
     def _on_accepted(self, event: evt.Event) -> None:
         rejected = event.assoc.rejected_contexts
@@ -200,6 +198,13 @@ class StorageServer:
             self._handler.association_ended(context, end)
         except Exception:
             log.exception("could not record the end of an association")
+
+
+def _reject(assoc: Any, result: int, diagnostic: int) -> None:
+    """Send A-ASSOCIATE-RJ and wait until it is on the wire, as pynetdicom's own ACSE does;
+    closing sooner makes the peer see an abort instead of a rejection."""
+    assoc.acse.send_reject(result, _SOURCE_SERVICE_USER, diagnostic)
+    assoc.kill()
 
 
 def _outcome(assoc: Any) -> str:

@@ -1,0 +1,90 @@
+"""Fixtures: the audit backend (embedded SQLite default or PostgreSQL), running services."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.audit.session import make_engine, make_session_factory, upgrade
+from tests.peers import RedisServer, ServiceProcess, need
+
+POSTGRES_URL = os.environ.get(
+    "BONEAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@dataclass
+class Backend:
+    """Where the service under test keeps its audit DB."""
+
+    name: str
+    url: str | None  # None: the embedded default (SQLite under the var dir, self-migrating)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def sessions(self, var_dir: Path) -> sessionmaker[Session]:
+        url = self.url or f"sqlite:///{(var_dir / 'audit.sqlite3').resolve()}"
+        return make_session_factory(make_engine(url))
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("select 1"))
+    except Exception as exc:
+        need(False, f"PostgreSQL at {POSTGRES_URL} not reachable: {type(exc).__name__}")
+    name = f"boneage_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield Backend("sqlite", None)
+        return
+    url = request.getfixturevalue("postgres_database")
+    engine = make_engine(url)
+    upgrade(engine)  # the admin's `boneage db upgrade`; the service never migrates PostgreSQL
+    engine.dispose()
+    yield Backend("postgres", url, {"BONEAGE_DATABASE_URL": url})
+
+
+@pytest.fixture
+def start_service(
+    tmp_path: Path, backend: Backend
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start `boneage serve` processes against the test's backend; all stopped at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(var_dir: Path | None = None, **env: str) -> ServiceProcess:
+        service = ServiceProcess(var_dir or tmp_path / "var", {**backend.env, **env})
+        started.append(service.start())
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
