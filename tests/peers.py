@@ -118,7 +118,9 @@ class ServiceProcess:
         self.process = None
 
 
-def echoscu(port: int, *, aec: str = "BONEAGE", aet: str = "ECHOSCU") -> subprocess.CompletedProcess[str]:
+def echoscu(
+    port: int, *, aec: str = "BONEAGE", aet: str = "ECHOSCU"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [tool("echoscu"), "-aet", aet, "-aec", aec, "127.0.0.1", str(port)],
         capture_output=True, text=True, timeout=60,
@@ -126,7 +128,11 @@ def echoscu(port: int, *, aec: str = "BONEAGE", aet: str = "ECHOSCU") -> subproc
 
 
 def storescu(
-    port: int, *files: Path, aet: str = "MODALITY", aec: str = "BONEAGE", extra: tuple[str, ...] = ()
+    port: int,
+    *files: Path,
+    aet: str = "MODALITY",
+    aec: str = "BONEAGE",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [tool("storescu"), "-aet", aet, "-aec", aec, *extra, "127.0.0.1", str(port),

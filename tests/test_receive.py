@@ -42,7 +42,9 @@ def wait_rows(fetch, count: int, ready=lambda rows: True):
     return wait_for(done, timeout=30)
 
 
-def wait_status(sessions: sessionmaker[Session], count: int, *statuses: InstanceStatus) -> list[Instance]:
+def wait_status(
+    sessions: sessionmaker[Session], count: int, *statuses: InstanceStatus
+) -> list[Instance]:
     def done() -> list[Instance] | None:
         rows = instances(sessions)
         ok = len(rows) >= count and all(row.status in statuses for row in rows)
