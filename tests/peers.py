@@ -145,6 +145,12 @@ class RedisServer:
     """A private redis-server on a free port, nothing on disk."""
 
     def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.start()
+
+    def start(self) -> None:
+        """(Re)start on a new free port."""
+        workdir = self.workdir
         self.port = free_port()
         self.process = subprocess.Popen(
             [tool("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",

@@ -1,0 +1,70 @@
+"""The Celery path: `boneage serve` sends instance ids through a real Redis to `boneage worker`."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from service.audit.tables import InstanceStatus
+from tests.factory import write_image
+from tests.peers import ServiceProcess, boneage_command, storescu
+from tests.test_receive import instances, wait_status
+
+
+@contextmanager
+def celery_worker(service: ServiceProcess, broker_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    log = (service.var_dir / "worker.log").open("ab")
+    process = subprocess.Popen(
+        boneage_command("worker"),
+        env={**service.env, "BONEAGE_BROKER_URL": broker_url},
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def test_celery_worker_processes_what_serve_receives(
+    tmp_path, backend, start_service, redis_server
+):
+    service = start_service(BONEAGE_BROKER_URL=redis_server.url)
+    with celery_worker(service, redis_server.url):
+        source = tmp_path / "dx.dcm"
+        write_image(source, seed=11)
+        assert storescu(service.port, source).returncode == 0
+        [row] = wait_status(backend.sessions(service.var_dir), 1, InstanceStatus.WAITING)
+    assert [e.status for e in row.events] == [
+        InstanceStatus.RECEIVED, InstanceStatus.QUEUED, InstanceStatus.PROCESSING,
+        InstanceStatus.WAITING,
+    ]
+
+
+def test_broker_down_keeps_the_instance_and_a_restart_resumes_it(
+    tmp_path, backend, start_service, redis_server
+):
+    broker_url = redis_server.url
+    redis_server.stop()  # the broker is down when the PACS sends
+    service = start_service(BONEAGE_BROKER_URL=broker_url)
+    source = tmp_path / "dx.dcm"
+    write_image(source, seed=12)
+    assert storescu(service.port, source).returncode == 0  # stored and acked regardless
+    sessions = backend.sessions(service.var_dir)
+    [row] = wait_status(sessions, 1, InstanceStatus.RECEIVED)
+    assert any("hand-off failed" in (e.detail or "") for e in row.events)
+    service.stop()
+
+    redis_server.start()  # broker back, on a new free port
+    service.start(BONEAGE_BROKER_URL=redis_server.url)
+    with celery_worker(service, redis_server.url):
+        [row] = wait_status(sessions, 1, InstanceStatus.WAITING)
+    assert [e.detail for e in row.events if e.status is InstanceStatus.QUEUED][-1] == (
+        "re-queued at start-up"
+    )
+    assert len(instances(sessions)) == 1
