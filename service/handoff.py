@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 Submit = Callable[[int], None]
 
+HANDED_OFF = "handed off after receipt"
+
 # Why an instance that was picked up went no further: said in the audit DB, not hidden.
 NO_PIPELINE = (
     "no assessment pipeline is installed in this release: the instance is stored and recorded, "
@@ -44,6 +46,13 @@ def queue_instance(
         )
     if not moved:
         return False
+    submit_or_revert(sessions, submit, instance_id)
+    return True
+
+
+def submit_or_revert(sessions: sessionmaker[Session], submit: Submit, instance_id: int) -> None:
+    """Submit an instance already marked QUEUED; if that fails, put it back to RECEIVED so the
+    sweep retries it (and say why in its history), then re-raise."""
     try:
         submit(instance_id)
     except Exception as exc:
@@ -54,7 +63,6 @@ def queue_instance(
                 detail=f"hand-off failed, will retry: {type(exc).__name__}: {exc}",
             )
         raise
-    return True
 
 
 def resume_unfinished(

@@ -30,6 +30,7 @@ from service.audit.tables import (
     InstanceStatus,
     utcnow,
 )
+from service.handoff import HANDED_OFF, submit_or_revert
 from service.settings import CallerRule
 from service.spool import Spool, sha256_file
 
@@ -65,7 +66,7 @@ class Stored:
 
     instance_id: int
     status: int
-    queue: bool
+    queued: bool  # committed as QUEUED: submit it now
 
 
 class Receiver:
@@ -78,13 +79,13 @@ class Receiver:
         *,
         allowed_callers: list[CallerRule],
         min_free_disk_mb: int,
-        hand_off: Callable[[int], None],
+        submit: Callable[[int], None],
     ) -> None:
         self._sessions = sessions
         self._spool = spool
         self._allowed = allowed_callers
         self._min_free_mb = min_free_disk_mb
-        self._hand_off = hand_off
+        self._submit = submit
 
     # -- associations --------------------------------------------------------------------
 
@@ -133,9 +134,9 @@ class Receiver:
             # The bytes may already be spooled; start-up adopts them. The sender must retry.
             log.exception("audit DB unavailable: C-STORE answered 0xA701")
             return StoreStatus.CANNOT_RECORD
-        if outcome.queue:
+        if outcome.queued:
             try:
-                self._hand_off(outcome.instance_id)
+                submit_or_revert(self._sessions, self._submit, outcome.instance_id)
             except Exception:
                 # Spooled and recorded: the periodic sweep and start-up resume will retry.
                 log.exception(
@@ -184,7 +185,8 @@ class Receiver:
         for _attempt in range(5):
             try:
                 return record_stored(
-                    self._sessions, association_id, received, facts, sha256, size, path
+                    self._sessions, association_id, received, facts, sha256, size, path,
+                    queue_detail=HANDED_OFF,
                 )
             except IntegrityError:
                 # Another association stored the same SOP Instance UID a moment ago: look again.
@@ -224,7 +226,7 @@ class Receiver:
             record_event(session, row.id, status, reason)
             instance_id = row.id
         log.warning("instance %d %s (0x%04X): %s", instance_id, status.value, code, reason)
-        return Stored(instance_id, code, queue=False)
+        return Stored(instance_id, code, queued=False)
 
 
 def record_stored(
@@ -237,8 +239,14 @@ def record_stored(
     path: Path,
     *,
     note: str | None = None,
+    queue_detail: str | None = None,
 ) -> Stored:
-    """Add the audit row for spooled bytes: a new version, or a DUPLICATE of identical bytes."""
+    """Add the audit row for spooled bytes: a new version, or a DUPLICATE of identical bytes.
+
+    With `queue_detail`, a new version is committed already QUEUED (one durable commit per
+    receipt instead of two); the caller then submits it, and start-up resume covers a crash
+    in between.
+    """
     with transaction(sessions) as session:
         earlier = session.execute(
             select(Instance.id, Instance.version, Instance.sha256)
@@ -283,13 +291,17 @@ def record_stored(
         session.add(row)
         session.flush()
         record_event(session, row.id, row.status, note or row.status_reason)
+        if queue_detail and row.status is InstanceStatus.RECEIVED:
+            row.status = InstanceStatus.QUEUED
+            record_event(session, row.id, InstanceStatus.QUEUED, queue_detail)
         instance_id, status, version = row.id, row.status, row.version
     log.info(
-        "instance %d %s: %s, %.1f MB, sha256 %s%s",
-        instance_id, status.value.lower(), sop_class_name(facts.sop_class_uid),
+        "instance %d stored%s: %s, %.1f MB, sha256 %s%s",
+        instance_id, " (duplicate)" if status is InstanceStatus.DUPLICATE else "",
+        sop_class_name(facts.sop_class_uid),
         size / 1e6, sha256[:12], f", version {version}" if version and version > 1 else "",
     )
-    return Stored(instance_id, StoreStatus.SUCCESS, queue=status is InstanceStatus.RECEIVED)
+    return Stored(instance_id, StoreStatus.SUCCESS, queued=status is InstanceStatus.QUEUED)
 
 
 def _mismatch(facts: HeaderFacts, received: ReceivedFile) -> tuple[str, int] | None:

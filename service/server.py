@@ -12,7 +12,7 @@ import threading
 from datetime import timedelta
 
 from dicom_io.scp import StorageServer
-from service.handoff import Submit, queue_instance, resume_unfinished, sweep_stuck
+from service.handoff import Submit, resume_unfinished, sweep_stuck
 from service.receiver import Receiver, adopt_orphans
 from service.runtime import Runtime
 
@@ -57,7 +57,7 @@ class Service:
             runtime.spool,
             allowed_callers=settings.allowed_callers,
             min_free_disk_mb=settings.min_free_disk_mb,
-            hand_off=self._hand_off,
+            submit=self._submit,
         )
         self._listener = StorageServer(
             receiver,
@@ -80,11 +80,6 @@ class Service:
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
-
-    def _hand_off(self, instance_id: int) -> None:
-        queue_instance(
-            self._runtime.sessions, self._submit, instance_id, detail="handed off after receipt"
-        )
 
     def _sweep_loop(self) -> None:
         while not self._stopping.wait(SWEEP_EVERY.total_seconds()):
