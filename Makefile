@@ -16,7 +16,7 @@ setup: $(STAMP)
 
 # Reinstall whenever the pinned dependency list changes.
 $(STAMP): pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { bash scripts/install-python-venv.sh && $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
