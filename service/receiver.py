@@ -69,6 +69,54 @@ class Stored:
     queued: bool  # committed as QUEUED: submit it now
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """The facts of one C-STORE request's bytes, whatever becomes of them."""
+
+    association_id: int | None
+    received: ReceivedFile
+    sha256: str | None = None
+    size: int | None = None
+    path: Path | None = None
+
+
+def _instance_row(
+    receipt: Receipt,
+    *,
+    status: InstanceStatus,
+    code: int,
+    reason: str | None = None,
+    facts: HeaderFacts | None = None,
+) -> Instance:
+    now = utcnow()
+    header = {} if facts is None else {
+        "sop_instance_uid": facts.sop_instance_uid,
+        "sop_class_uid": facts.sop_class_uid,
+        "study_instance_uid": facts.study_instance_uid,
+        "series_instance_uid": facts.series_instance_uid,
+        "accession_number": facts.accession_number,
+        "patient_id": facts.patient_id,
+        "modality": facts.modality,
+    }
+    return Instance(
+        **{
+            "sop_instance_uid": receipt.received.sop_instance_uid,
+            "sop_class_uid": receipt.received.sop_class_uid,
+            **header,
+        },
+        association_id=receipt.association_id,
+        transfer_syntax_uid=receipt.received.transfer_syntax_uid,
+        size_bytes=receipt.size,
+        sha256=receipt.sha256,
+        spool_path=str(receipt.path) if receipt.path else None,
+        status=status,
+        status_reason=reason,
+        response_status=code,
+        received_at=now,
+        status_changed_at=now,
+    )
+
+
 class Receiver:
     """Implements dicom_io.scp.StorageHandler for the service."""
 
@@ -152,7 +200,7 @@ class Receiver:
                 f"{self._min_free_mb}; the sender keeps the instance and should retry"
             )
             return self._record_unstored(
-                association_id, received, InstanceStatus.REFUSED, reason,
+                Receipt(association_id, received), InstanceStatus.REFUSED, reason,
                 StoreStatus.OUT_OF_RESOURCES,
             )
 
@@ -169,23 +217,23 @@ class Receiver:
             )
             kept = self._spool.keep(received.path, sha256, quarantined=True)
             return self._record_unstored(
-                association_id, received, InstanceStatus.INVALID,
+                Receipt(association_id, received, sha256, size, kept), InstanceStatus.INVALID,
                 f"{exc}; bytes kept in {kept.parent.parent.name}/{kept.parent.name}/{kept.name}",
-                code, sha256=sha256, size=size, path=kept,
+                code,
             )
         if mismatch is not None:
             reason, code = mismatch
             kept = self._spool.keep(received.path, sha256, quarantined=True)
             return self._record_unstored(
-                association_id, received, InstanceStatus.INVALID, reason, code,
-                sha256=sha256, size=size, path=kept,
+                Receipt(association_id, received, sha256, size, kept), InstanceStatus.INVALID,
+                reason, code,
             )
 
         path = self._spool.keep(received.path, sha256)
         for _attempt in range(5):
             try:
                 return record_stored(
-                    self._sessions, association_id, received, facts, sha256, size, path,
+                    self._sessions, Receipt(association_id, received, sha256, size, path), facts,
                     queue_detail=HANDED_OFF,
                 )
             except IntegrityError:
@@ -194,33 +242,10 @@ class Receiver:
         raise RuntimeError("could not allocate a version for a SOP Instance UID after 5 tries")
 
     def _record_unstored(
-        self,
-        association_id: int | None,
-        received: ReceivedFile,
-        status: InstanceStatus,
-        reason: str,
-        code: int,
-        *,
-        sha256: str | None = None,
-        size: int | None = None,
-        path: Path | None = None,
+        self, receipt: Receipt, status: InstanceStatus, reason: str, code: int
     ) -> Stored:
         with transaction(self._sessions) as session:
-            now = utcnow()
-            row = Instance(
-                association_id=association_id,
-                sop_instance_uid=received.sop_instance_uid,
-                sop_class_uid=received.sop_class_uid,
-                transfer_syntax_uid=received.transfer_syntax_uid,
-                size_bytes=size,
-                sha256=sha256,
-                spool_path=str(path) if path else None,
-                status=status,
-                status_reason=reason,
-                response_status=code,
-                received_at=now,
-                status_changed_at=now,
-            )
+            row = _instance_row(receipt, status=status, code=code, reason=reason)
             session.add(row)
             session.flush()
             record_event(session, row.id, status, reason)
@@ -231,12 +256,8 @@ class Receiver:
 
 def record_stored(
     sessions: sessionmaker[Session],
-    association_id: int | None,
-    received: ReceivedFile,
+    receipt: Receipt,
     facts: HeaderFacts,
-    sha256: str,
-    size: int,
-    path: Path,
     *,
     note: str | None = None,
     queue_detail: str | None = None,
@@ -256,24 +277,9 @@ def record_stored(
             )
             .order_by(Instance.version)
         ).all()
-        same = next((row for row in earlier if row.sha256 == sha256), None)
-        now = utcnow()
-        row = Instance(
-            association_id=association_id,
-            sop_instance_uid=facts.sop_instance_uid,
-            sop_class_uid=facts.sop_class_uid,
-            study_instance_uid=facts.study_instance_uid,
-            series_instance_uid=facts.series_instance_uid,
-            accession_number=facts.accession_number,
-            patient_id=facts.patient_id,
-            modality=facts.modality,
-            transfer_syntax_uid=received.transfer_syntax_uid,
-            size_bytes=size,
-            sha256=sha256,
-            spool_path=str(path),
-            response_status=StoreStatus.SUCCESS,
-            received_at=now,
-            status_changed_at=now,
+        same = next((row for row in earlier if row.sha256 == receipt.sha256), None)
+        row = _instance_row(
+            receipt, status=InstanceStatus.RECEIVED, code=StoreStatus.SUCCESS, facts=facts
         )
         if same is not None:
             row.status = InstanceStatus.DUPLICATE
@@ -282,7 +288,6 @@ def record_stored(
                 f"same content as instance {same.id} (version {same.version}); not reprocessed"
             )
         else:
-            row.status = InstanceStatus.RECEIVED
             row.version = (earlier[-1].version + 1) if earlier else 1
             if earlier:
                 row.status_reason = (
@@ -299,7 +304,8 @@ def record_stored(
         "instance %d stored%s: %s, %.1f MB, sha256 %s%s",
         instance_id, " (duplicate)" if status is InstanceStatus.DUPLICATE else "",
         sop_class_name(facts.sop_class_uid),
-        size / 1e6, sha256[:12], f", version {version}" if version and version > 1 else "",
+        (receipt.size or 0) / 1e6, (receipt.sha256 or "")[:12],
+        f", version {version}" if version and version > 1 else "",
     )
     return Stored(instance_id, StoreStatus.SUCCESS, queued=status is InstanceStatus.QUEUED)
 
@@ -343,7 +349,7 @@ def adopt_orphans(sessions: sessionmaker[Session], spool: Spool) -> list[int]:
             path, facts.sop_class_uid, facts.sop_instance_uid, facts.transfer_syntax_uid or ""
         )
         stored = record_stored(
-            sessions, None, received, facts, path.stem, path.stat().st_size, path,
+            sessions, Receipt(None, received, path.stem, path.stat().st_size, path), facts,
             note="adopted from the spool at start-up (crash before the audit commit)",
         )
         adopted.append(stored.instance_id)
