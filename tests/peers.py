@@ -87,11 +87,17 @@ class ServiceProcess:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         env = {**self.env, **extra_env}
         log = self.log_path.open("ab")
+        offset = len(self.log())
         self.process = subprocess.Popen(
             boneage_command("serve"), env=env, stdout=log, stderr=subprocess.STDOUT
         )
+        # Ready when it says so (in what this start wrote): a probing TCP connect would itself
+        # occupy an association slot until pynetdicom notices it closed.
+        def ready() -> bool:
+            return "listening as" in self.log()[offset:] or self.process.poll() is not None
+
         try:
-            wait_for(lambda: port_open(self.port) or self.process.poll() is not None, 60)
+            wait_for(ready, 60)
         finally:
             log.close()
         if self.process.poll() is not None:

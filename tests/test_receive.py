@@ -296,3 +296,25 @@ def test_spooled_file_without_audit_row_is_adopted_at_start_up(tmp_path, backend
     [row] = wait_status(sessions, 1, InstanceStatus.WAITING)
     assert row.sop_instance_uid == sent.SOPInstanceUID and row.association_id is None
     assert "adopted from the spool" in row.events[0].detail
+
+
+def test_association_limit_rejects_transiently_and_says_why(tmp_path, backend, start_service):
+    service = start_service(BONEAGE_MAX_ASSOCIATIONS="1")
+    ae = AE(ae_title="FIRST")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    held = ae.associate("127.0.0.1", service.port, ae_title="BONEAGE")
+    assert held.is_established
+    try:
+        second = AE(ae_title="SECOND")
+        second.add_requested_context("1.2.840.10008.1.1")
+        refused = second.associate("127.0.0.1", service.port, ae_title="BONEAGE")
+        assert refused.is_rejected
+        assert refused.acceptor.primitive.result == 0x02  # rejected-transient: retry later
+    finally:
+        held.release()
+    assert echoscu(service.port).returncode == 0
+    sessions = backend.sessions(service.var_dir)
+    rows = wait_rows(lambda: associations(sessions), 3, lambda r: all(a.ended_at for a in r))
+    second_row = next(a for a in rows if a.calling_ae == "SECOND")
+    assert second_row.outcome is AssociationOutcome.REJECTED
+    assert "rejected by the DICOM layer" in second_row.reason
