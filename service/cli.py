@@ -11,6 +11,7 @@ import json
 import signal
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -257,6 +258,30 @@ def audit_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         table.add_row(f"associations {outcome}", str(count))
     table.add_row("MB received", f"{stats['bytes_received'] / 1e6:.1f}")
     console.print(table)
+
+
+@app.command()
+def phantoms(
+    out: Annotated[Path, typer.Argument(help="Directory to write (created).")],
+    count: Annotated[int, typer.Option(help="How many phantoms.")] = 100,
+    size: Annotated[int, typer.Option(help="Image size in pixels (square).")] = 1024,
+    seed: Annotated[int, typer.Option(help="Same seed, same images.")] = 0,
+    labels: Annotated[Path | None, typer.Option(
+        help="RSNA label CSV to draw ages and sexes from (real prevalence).")] = None,
+    dicom: Annotated[bool, typer.Option(help="Also write DX DICOM files.")] = False,
+) -> None:
+    """Write synthetic hand radiographs: PNG + labels.csv in the RSNA layout (and DICOM)."""
+    from rich.progress import Progress
+
+    from service.phantoms import write_phantom_set
+
+    with Progress(console=err) as bar:
+        task = bar.add_task("rendering phantoms", total=count)
+        written = write_phantom_set(
+            out, count, seed=seed, size=size, labels_source=labels, dicom=dicom,
+            progress=lambda done: bar.update(task, completed=done),
+        )
+    console.print(f"wrote {len(written.labels)} synthetic phantoms to {out}")
 
 
 @app.command("config")
