@@ -1,0 +1,93 @@
+"""Inputs and outputs around a backbone: sex encodings, the age-distribution head, the
+developmental-stage head, and how a prediction becomes an interval and a confidence tier.
+
+The six stage buckets and the confidence thresholds are the seed EfficientNet paper's; the
+distribution head (softmax over 240 one-month bins, prediction = expectation) is the seed
+attention-guided paper's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+AGE_BINS = 240  # one-month bins covering 0..240 months
+# Developmental stages (months): infancy, early childhood, mid childhood, early adolescence,
+# late adolescence, near maturity.
+STAGE_EDGES = (24.0, 60.0, 120.0, 168.0, 204.0)
+STAGE_NAMES = (
+    "infancy",
+    "early childhood",
+    "mid childhood",
+    "early adolescence",
+    "late adolescence",
+    "near maturity",
+)
+SEX_REPLICAS = 32
+
+
+def stage_of(age_months: torch.Tensor) -> torch.Tensor:
+    """Stage index 0..5 of each age."""
+    edges = torch.tensor(STAGE_EDGES, dtype=age_months.dtype, device=age_months.device)
+    return torch.bucketize(age_months, edges, right=True)
+
+
+class SexInput(nn.Module):
+    """Sex as network input: a scalar, replicated 32 times (GPNet), or a learned 32-unit layer.
+
+    `sex` is 1 for male and 0 for female; replicated and fc use +1/-1 so neither sex is zero.
+    """
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        if mode not in {"none", "scalar", "replicated", "fc"}:
+            raise ValueError(f"unknown sex input {mode!r}")
+        self.mode = mode
+        self.fc = nn.Linear(1, SEX_REPLICAS) if mode == "fc" else None
+        self.dim = {"none": 0, "scalar": 1, "replicated": SEX_REPLICAS, "fc": SEX_REPLICAS}[mode]
+
+    def forward(self, sex: torch.Tensor) -> torch.Tensor | None:
+        sex = sex.float().view(-1, 1)
+        if self.mode == "none":
+            return None
+        if self.mode == "scalar":
+            return sex
+        signed = sex * 2.0 - 1.0
+        if self.mode == "replicated":
+            return signed.expand(-1, SEX_REPLICAS)
+        assert self.fc is not None
+        return torch.relu(self.fc(signed))
+
+
+def bin_centres(device: torch.device | None = None) -> torch.Tensor:
+    return torch.arange(AGE_BINS, dtype=torch.float32, device=device) + 0.5
+
+
+def expectation(probabilities: torch.Tensor) -> torch.Tensor:
+    return probabilities @ bin_centres(probabilities.device)
+
+
+def interval(probabilities: torch.Tensor, mass: float = 0.95) -> torch.Tensor:
+    """Central `mass` interval (months) of each distribution: (B, 2) low, high."""
+    cdf = probabilities.cumsum(dim=-1)
+    tail = (1.0 - mass) / 2.0
+    edges = torch.arange(AGE_BINS + 1, dtype=probabilities.dtype, device=probabilities.device)
+    low = torch.searchsorted(cdf, torch.full_like(cdf[:, :1], tail)).squeeze(1)
+    high = torch.searchsorted(cdf, torch.full_like(cdf[:, :1], 1.0 - tail)).squeeze(1)
+    return torch.stack([edges[low], edges[(high + 1).clamp(max=AGE_BINS)]], dim=1)
+
+
+def confidence_tier(stage_probability: float, interval_width: float | None = None) -> str:
+    """High >= 70%, Medium 40-69%, Low < 40% of the stage probability (seed thresholds);
+    a wide distribution lowers the tier by one step."""
+    tier = 2 if stage_probability >= 0.70 else 1 if stage_probability >= 0.40 else 0
+    if interval_width is not None and interval_width > 72.0:
+        tier = max(tier - 1, 0)
+    return ("Low", "Medium", "High")[tier]
+
+
+def gaussian_target(age_months: torch.Tensor, sigma: float) -> torch.Tensor:
+    """N(age, sigma) discretised over the one-month bins: the label distribution."""
+    centres = bin_centres(age_months.device)
+    logits = -((centres[None, :] - age_months[:, None]) ** 2) / (2.0 * sigma**2)
+    return torch.softmax(logits, dim=-1)
