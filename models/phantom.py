@@ -20,7 +20,7 @@ milliseconds on one core. The same (age, sex, seed) always gives the same image.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -102,7 +102,6 @@ class Phantom:
     physes_open: int  # epiphyses present and not yet fused
     sesamoid: bool
     carpal_box: tuple[int, int, int, int]  # row0, row1, col0, col1 of the carpal region
-    extras: dict[str, float] = field(default_factory=dict)
 
 
 def hand_length_mm(age_months: float, male: bool) -> float:
@@ -237,6 +236,7 @@ def render(
     canvas.ellipse((3, -48), (40, 52), 0, layer="soft", depth_mm=34)
     canvas.ellipse((0, -10), (32, 22), 0, layer="soft", depth_mm=40)
 
+    sesamoid_onset = float(SESAMOID_ONSET[0] if male else SESAMOID_ONSET[1])
     epiphyses, open_physes = 0, 0
     for ray, (bx, by, angle, mc_len, mc_w, ph_lens, ph_ws) in _RAYS.items():
         ray_angle = angle + (spread * angle / 12.0 if ray != "thumb" else -spread * 0.6)
@@ -274,8 +274,8 @@ def render(
         finger_r = (ph_ws[0] / 2 + 4.5)
         canvas.capsule((bx + dx * mc_len * 0.55, by + dy * mc_len * 0.55),
                        (tip[0] + dx * 3, tip[1] + dy * 3), finger_r, layer="soft")
-        if ray == "thumb" and age >= _timing({"s": SESAMOID_ONSET}, "s", male):
-            grow = min((age - _timing({"s": SESAMOID_ONSET}, "s", male)) / 24.0, 1.0)
+        if ray == "thumb" and age >= sesamoid_onset:
+            grow = min((age - sesamoid_onset) / 24.0, 1.0)
             canvas.ellipse((end[0] - 4.0, end[1] - 1.0), (2.2 * (0.5 + 0.5 * grow),) * 2, 0,
                            layer="bone", density=1.1)
 
@@ -322,7 +322,7 @@ def render(
         carpals_ossified=tuple(ossified),
         epiphyses_present=epiphyses,
         physes_open=open_physes,
-        sesamoid=age >= _timing({"s": SESAMOID_ONSET}, "s", male),
+        sesamoid=age >= sesamoid_onset,
         carpal_box=carpal_box,
     )
 
@@ -423,12 +423,3 @@ def _burn_marker(image: np.ndarray, rng: np.random.Generator) -> None:
     left = int(size * (rng.uniform(0.03, 0.1) if rng.random() < 0.5 else rng.uniform(0.82, 0.9)))
     image[top:top + h, left:left + t] = 0.97
     image[top + h - t:top + h, left:left + w] = 0.97
-
-
-def sample_labels(
-    labels: list[tuple[float, bool]], count: int, seed: int
-) -> list[tuple[float, bool]]:
-    """Draw (age, male) pairs with the prevalence of a real label file (RSNA layout)."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(labels), size=count)
-    return [labels[i] for i in picks]

@@ -88,10 +88,9 @@ def _instance_row(
     reason: str | None = None,
     facts: HeaderFacts | None = None,
 ) -> Instance:
+    """One audit row; UIDs come from the request (a stored dataset's match, see _mismatch)."""
     now = utcnow()
     header = {} if facts is None else {
-        "sop_instance_uid": facts.sop_instance_uid,
-        "sop_class_uid": facts.sop_class_uid,
         "study_instance_uid": facts.study_instance_uid,
         "series_instance_uid": facts.series_instance_uid,
         "accession_number": facts.accession_number,
@@ -99,11 +98,9 @@ def _instance_row(
         "modality": facts.modality,
     }
     return Instance(
-        **{
-            "sop_instance_uid": receipt.received.sop_instance_uid,
-            "sop_class_uid": receipt.received.sop_class_uid,
-            **header,
-        },
+        sop_instance_uid=receipt.received.sop_instance_uid,
+        sop_class_uid=receipt.received.sop_class_uid,
+        **header,
         association_id=receipt.association_id,
         transfer_syntax_uid=receipt.received.transfer_syntax_uid,
         size_bytes=receipt.size,

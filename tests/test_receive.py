@@ -285,9 +285,8 @@ def test_spooled_file_without_audit_row_is_adopted_at_start_up(tmp_path, backend
     service.stop()
     source = tmp_path / "orphan.dcm"
     sent = write_image(source, seed=7)
-    target = service.var_dir / "spool" / "incoming" / "ab" / "placeholder.dcm"
     sha = sha256_file(source)
-    target = target.parent.parent / sha[:2] / f"{sha}.dcm"
+    target = service.var_dir / "spool" / "incoming" / sha[:2] / f"{sha}.dcm"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(source.read_bytes())
 
