@@ -37,6 +37,7 @@ class ModelCard:
     intended_use: str = NOT_VALIDATED
     training_data: dict[str, Any] = field(default_factory=dict)  # description, labels hash
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # interval temperature, fit
     created: str = ""
     weights_sha256: str = ""
 
@@ -67,6 +68,18 @@ def save_model_dir(directory: Path, net: BoneAgeNet, card: ModelCard) -> ModelCa
     card.weights_sha256 = file_sha256(directory / WEIGHTS_FILE)
     (directory / CARD_FILE).write_text(json.dumps(asdict(card), indent=2) + "\n")
     return card
+
+
+def amend_card(directory: Path, section: str, key: str, value: Any) -> None:
+    """Add figures measured after training (held-out accuracy, cost, a calibration) to a
+    card: its hash covers the weights only, so the weights stay verified."""
+    card_path = directory / CARD_FILE
+    data = json.loads(card_path.read_text())
+    if key:
+        data.setdefault(section, {})[key] = value
+    else:
+        data[section] = value
+    card_path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def load_model_dir(

@@ -1,7 +1,8 @@
 """The inference API the pipeline uses: load a model directory once, predict batches.
 
 A `Predictor` holds no process-wide state and opens nothing at import, so a Celery prefork
-worker can create one after the fork. Heatmaps (Grad-CAM) are not produced yet.
+worker can create one after the fork. With `heatmaps=True` the same forward pass also yields
+a Grad-CAM map, returned in the source image's geometry.
 """
 
 from __future__ import annotations
@@ -13,71 +14,122 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.cam import HeatmapModel
 from models.card import ModelCard, load_model_dir
-from models.heads import STAGE_NAMES, confidence_tier, interval, stage_of
+from models.heads import STAGE_NAMES, confidence_tier, interval, stage_of, with_margin
 from models.registry import BoneAgeNet
-from models.transforms import make_transforms
+from models.transforms import InferenceTransform, to_source
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto" means CUDA when this process can see a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """DESIGN.md's Prediction, less the heatmap (Grad-CAM is a later step)."""
+    """DESIGN.md's Prediction."""
 
     bone_age_months: float
     interval_95: tuple[float, float] | None  # from the distribution head, when there is one
-    stage: str
-    stage_probability: float | None  # from the stage head, when there is one
+    stage: str  # the bucket of the predicted age
+    stage_probability: float | None  # the stage head's probability for that bucket
+    head_stage: str | None  # the stage head's own most probable bucket
     confidence: str | None
     model_name: str
     model_version: str
     weights_sha256: str
     synthetic: bool
     warning: str | None
+    heatmap: np.ndarray | None = None  # float32 [0, 1] in the source image's geometry
+
+    def stage_gap(self) -> int:
+        """How many buckets apart the stage head and the predicted age are."""
+        if self.head_stage is None:
+            return 0
+        return abs(STAGE_NAMES.index(self.head_stage) - STAGE_NAMES.index(self.stage))
 
 
 class Predictor:
     def __init__(self, net: BoneAgeNet, card: ModelCard, device: torch.device | str = "cpu"):
-        self.net = net.to(device).eval()
-        self.card = card
         self.device = torch.device(device)
-        self.transform = make_transforms(net.config.input_size, train=False)
+        memory_format = torch.channels_last if self.device.type == "cpu" else \
+            torch.contiguous_format
+        self.memory_format = memory_format
+        self.net = net.to(self.device).to(memory_format=memory_format).eval()
+        self.card = card
+        self.transform = InferenceTransform(
+            net.config.input_size, hand_crop=bool(card.training_data.get("hand_crop", False))
+        )
+        self._heatmaps: HeatmapModel | None = None
+        # Fitted by `boneage calibrate` on labelled images the network did not train on.
+        self.interval_margin = float(card.calibration.get("interval_margin_months", 0.0))
 
     @classmethod
     def from_dir(cls, directory: Path, device: torch.device | str = "cpu") -> Predictor:
         net, card = load_model_dir(directory, device)
         return cls(net, card, device)
 
-    @torch.inference_mode()
-    def predict(self, images: Sequence[np.ndarray], males: Sequence[bool]) -> list[Prediction]:
+    def predict(self, images: Sequence[np.ndarray], males: Sequence[bool], *,
+                heatmaps: bool = False) -> list[Prediction]:
         """`images`: 2-D float32 arrays in [0, 1], bone bright; `males`: sex per image.
 
         The stage reported is the bucket of the predicted age, with the stage head's
         probability for that bucket: a low value there is the heads disagreeing.
         """
-        batch = torch.stack([torch.as_tensor(self.transform(image)) for image in images])
-        sex = torch.tensor([1.0 if male else 0.0 for male in males])
-        out = self.net(batch.to(self.device), sex.to(self.device))
+        prepared, out, maps = self._forward(images, males, heatmaps)
         ages = out["age"].float().cpu()
-        bounds = interval(out["age_probs"].cpu()) if "age_probs" in out else None
+        raw = interval(out["age_probs"].float().cpu()) if "age_probs" in out else None
+        bounds = None if raw is None else with_margin(raw, self.interval_margin)
         stage_probs = torch.softmax(out["stage_logits"].cpu(), dim=1) if "stage_logits" in out \
             else None
         predictions = []
         for index, age in enumerate(ages.tolist()):
             stage_index = int(stage_of(torch.tensor([age]))[0])
-            probability = float(stage_probs[index, stage_index]) if stage_probs is not None \
-                else None
+            probability = None if stage_probs is None else float(stage_probs[index, stage_index])
+            head = None if stage_probs is None else STAGE_NAMES[int(stage_probs[index].argmax())]
             pair = None if bounds is None else (float(bounds[index, 0]), float(bounds[index, 1]))
-            width = None if pair is None else pair[1] - pair[0]
+            # The tier reads the head's own spread: the calibration margin is the same for all.
+            width = None if raw is None else float(raw[index, 1] - raw[index, 0])
             predictions.append(Prediction(
                 bone_age_months=float(age),
                 interval_95=pair,
                 stage=STAGE_NAMES[stage_index],
                 stage_probability=probability,
+                head_stage=head,
                 confidence=None if probability is None else confidence_tier(probability, width),
                 model_name=self.card.name,
                 model_version=self.card.version,
                 weights_sha256=self.card.weights_sha256,
                 synthetic=self.card.synthetic,
                 warning=self.card.warning,
+                heatmap=None if maps is None else to_source(maps[index].cpu().numpy(),
+                                                            prepared[index][1]),
             ))
         return predictions
+
+    def raw_intervals(self, images: Sequence[np.ndarray], males: Sequence[bool]) -> np.ndarray:
+        """The distribution head's own 95% intervals, (N, 2) months, before the calibration
+        margin: what `boneage calibrate` fits on."""
+        _, out, _ = self._forward(images, males, heatmaps=False)
+        if "age_probs" not in out:
+            raise ValueError(f"{self.card.name} has no distribution head")
+        return interval(out["age_probs"].float().cpu()).numpy()
+
+    def _forward(self, images: Sequence[np.ndarray], males: Sequence[bool], heatmaps: bool
+                 ) -> tuple[list, dict[str, torch.Tensor], torch.Tensor | None]:
+        prepared = [self.transform(image) for image in images]
+        batch = torch.stack([tensor for tensor, _ in prepared]).to(self.device)
+        batch = batch.contiguous(memory_format=self.memory_format)
+        sex = torch.tensor([1.0 if male else 0.0 for male in males], device=self.device)
+        maps = None
+        if heatmaps:
+            if self._heatmaps is None:
+                self._heatmaps = HeatmapModel(self.net)
+            out, maps = self._heatmaps(batch, sex)
+        else:
+            with torch.inference_mode():
+                out = self.net(batch, sex)
+        return prepared, out, maps

@@ -11,20 +11,26 @@ from pathlib import Path
 class Label:
     id: str
     boneage_months: float
-    male: bool
+    male: bool | None  # None only where the sex comes from elsewhere (DICOM PatientSex)
 
 
-def read_labels(path: Path) -> list[Label]:
-    """Read an RSNA-style CSV (`male` as True/False or 1/0)."""
+def read_labels(path: Path, *, sex_required: bool = True) -> list[Label]:
+    """Read an RSNA-style CSV (`male` as True/False or 1/0). Without `sex_required`, the
+    `male` column may be missing or empty and the sex is left to the images' headers."""
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = {"id", "boneage", "male"} - set(reader.fieldnames or [])
+        needed = {"id", "boneage"} | ({"male"} if sex_required else set())
+        missing = needed - set(reader.fieldnames or [])
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        return [
-            Label(row["id"], float(row["boneage"]), row["male"].strip().lower() in {"true", "1"})
-            for row in reader
-        ]
+        return [Label(row["id"], float(row["boneage"]), _sex(row.get("male"))) for row in reader]
+
+
+def _sex(value: str | None) -> bool | None:
+    text = (value or "").strip().lower()
+    if not text:
+        return None
+    return text in {"true", "1", "m", "male"}
 
 
 def write_labels(path: Path, labels: list[Label]) -> None:

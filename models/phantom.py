@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_VALUE = 4095  # 12-bit stored values
+# Every file and data set made from phantoms carries this line (the trainer looks for it).
+SYNTHETIC_NOTE = "SYNTHETIC PHANTOM - NOT A PATIENT IMAGE"
 
 # Hand length (wrist crease to middle fingertip, mm) by age in months: piecewise linear.
 _HAND_LENGTH_AGES = (0, 12, 36, 60, 120, 156, 180, 216, 240)

@@ -9,6 +9,7 @@ left).
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,19 +46,20 @@ class HandCrop(Transform):
     are ignored. If nothing plausible is found the image is returned whole.
     """
 
-    def __init__(self, margin: float = 0.05) -> None:
-        self.margin = margin
-
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        box = hand_box(np.asarray(image[0], dtype=np.float32))
-        if box is None:
-            return image
-        r0, r1, c0, c1 = box
-        h, w = image.shape[1:]
-        pad_r, pad_c = int(self.margin * (r1 - r0)), int(self.margin * (c1 - c0))
-        rows = slice(max(r0 - pad_r, 0), min(r1 + pad_r, h))
-        cols = slice(max(c0 - pad_c, 0), min(c1 + pad_c, w))
-        return image[:, rows, cols]
+        r0, r1, c0, c1 = crop_box(np.asarray(image[0], dtype=np.float32))
+        return image[:, r0:r1, c0:c1]
+
+
+def crop_box(pixels: np.ndarray, margin: float = 0.05) -> tuple[int, int, int, int]:
+    """The region HandCrop keeps: the hand's box with a margin, or the whole image."""
+    h, w = pixels.shape
+    box = hand_box(pixels)
+    if box is None:
+        return 0, h, 0, w
+    r0, r1, c0, c1 = box
+    pad_r, pad_c = int(margin * (r1 - r0)), int(margin * (c1 - c0))
+    return max(r0 - pad_r, 0), min(r1 + pad_r, h), max(c0 - pad_c, 0), min(c1 + pad_c, w)
 
 
 def hand_box(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -65,7 +67,18 @@ def hand_box(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
     h, w = pixels.shape
     step_r, step_c = max(h // _CROP_GRID, 1), max(w // _CROP_GRID, 1)
     small = pixels[::step_r, ::step_c]
-    mask = small > _otsu(small)
+    component = largest_component(small > otsu_threshold(small))
+    if component is None:
+        return None
+    rows, cols = np.nonzero(component)
+    return (rows.min() * step_r, (rows.max() + 1) * step_r,
+            cols.min() * step_c, (cols.max() + 1) * step_c)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray | None:
+    """The largest 4-connected component of a foreground mask that is anatomy: not a
+    collimation frame (touching three or more borders) and at least 2% of the image."""
+    mask = mask.copy()
     # Shutter (collimation) edges are bright from side to side: clear those rows and columns
     # so the forearm, which runs into them, is not merged with the frame.
     mask[mask.mean(axis=1) > 0.95, :] = False
@@ -73,18 +86,14 @@ def hand_box(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
     labels, sizes, borders = _components(mask)
     best = None
     for label, size in enumerate(sizes):
-        if borders[label] >= 3 or size < 0.02 * small.size:
+        if borders[label] >= 3 or size < 0.02 * mask.size:
             continue
         if best is None or size > sizes[best]:
             best = label
-    if best is None:
-        return None
-    rows, cols = np.nonzero(labels == best)
-    return (rows.min() * step_r, (rows.max() + 1) * step_r,
-            cols.min() * step_c, (cols.max() + 1) * step_c)
+    return None if best is None else labels == best
 
 
-def _otsu(values: np.ndarray) -> float:
+def otsu_threshold(values: np.ndarray) -> float:
     histogram, edges = np.histogram(values, bins=64, range=(0.0, 1.0))
     weights = histogram.astype(np.float64) / max(histogram.sum(), 1)
     centres = (edges[:-1] + edges[1:]) / 2
@@ -128,14 +137,48 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
     return labels, sizes, borders
 
 
-def make_transforms(input_size: int, *, train: bool, hand_crop: bool = False) -> Compose:
-    steps: list = [
+class Shrink(Transform):
+    """Block-average a large image by an integer factor so that its shorter side stays at least
+    twice the network input: a 2560-px detector image costs what a 512-px one does in the
+    percentile window, the crop and the anti-aliased resize, and loses nothing they keep."""
+
+    def __init__(self, input_size: int) -> None:
+        self.input_size = input_size
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        factor = shrink_factor(np.shape(image), self.input_size)
+        if factor == 1:
+            return np.asarray(image, dtype=np.float32)
+        h, w = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+        blocks = np.asarray(image[:h, :w], dtype=np.float32)
+        return blocks.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
+def shrink_factor(shape: tuple[int, ...], input_size: int) -> int:
+    return max(1, min(shape[0], shape[1]) // (2 * input_size))
+
+
+def _window_steps(input_size: int) -> list:
+    return [
+        Shrink(input_size),
         EnsureChannelFirst(channel_dim="no_channel"),
         ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True),  # robust window
     ]
+
+
+def _square_steps(input_size: int) -> list:
+    return [PadToSquare(), Resize((input_size, input_size), anti_aliasing=True)]
+
+
+def _clamp(image: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(image).float().clamp(0.0, 1.0)
+
+
+def make_transforms(input_size: int, *, train: bool, hand_crop: bool = False) -> Compose:
+    steps: list = _window_steps(input_size)
     if hand_crop:
         steps.append(HandCrop())
-    steps += [PadToSquare(), Resize((input_size, input_size), anti_aliasing=True)]
+    steps += _square_steps(input_size)
     if train:
         steps += [
             RandRotate(range_x=np.deg2rad(15), prob=0.8, padding_mode="zeros"),
@@ -145,5 +188,53 @@ def make_transforms(input_size: int, *, train: bool, hand_crop: bool = False) ->
             RandAdjustContrast(prob=0.5, gamma=(0.7, 1.4)),
             RandGaussianNoise(prob=0.5, std=0.02),
         ]
-    steps.append(Lambda(lambda image: torch.as_tensor(image).float().clamp(0.0, 1.0)))
+    steps.append(Lambda(_clamp))
     return Compose(steps)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the network's square input came from: the source image's shape and the region of
+    it (the whole image, or the hand crop) that was padded to a square and resized."""
+
+    source_shape: tuple[int, int]
+    box: tuple[int, int, int, int]  # row0, row1, col0, col1, in the shrunk image
+    factor: int = 1  # the Shrink factor: shrunk pixel (r, c) covers source (r*f, c*f)
+
+
+class InferenceTransform:
+    """The inference Compose, split at the crop so the crop box is known: heatmaps computed on
+    the network input can then be mapped back onto the source image (`to_source`)."""
+
+    def __init__(self, input_size: int, hand_crop: bool = False) -> None:
+        self.hand_crop = hand_crop
+        self.input_size = input_size
+        self.window = Compose(_window_steps(input_size))
+        self.square = Compose([*_square_steps(input_size), Lambda(_clamp)])
+
+    def __call__(self, image: np.ndarray) -> tuple[torch.Tensor, Geometry]:
+        windowed = torch.as_tensor(self.window(image))
+        h, w = windowed.shape[1:]
+        box = crop_box(np.asarray(windowed[0], np.float32)) if self.hand_crop else (0, h, 0, w)
+        r0, r1, c0, c1 = box
+        factor = shrink_factor(np.shape(image), self.input_size)
+        geometry = Geometry((int(image.shape[0]), int(image.shape[1])), box, factor)
+        return self.square(windowed[:, r0:r1, c0:c1]), geometry
+
+
+def to_source(heatmap: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A square map over the network input -> the source image's geometry (zero outside the
+    crop), undoing the resize and the padding."""
+    f = geometry.factor
+    r0, r1, c0, c1 = (value * f for value in geometry.box)
+    h, w = r1 - r0, c1 - c0
+    m = max(h, w)
+    square = torch.nn.functional.interpolate(
+        torch.as_tensor(heatmap, dtype=torch.float32)[None, None], size=(m, m),
+        mode="bilinear", align_corners=False,
+    )[0, 0]
+    top, left = (m - h) // 2, (m - w) // 2
+    out = np.zeros(geometry.source_shape, np.float32)
+    rows, cols = min(h, out.shape[0] - r0), min(w, out.shape[1] - c0)
+    out[r0:r0 + rows, c0:c0 + cols] = square[top:top + rows, left:left + cols].numpy()
+    return out

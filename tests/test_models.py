@@ -9,10 +9,13 @@ from models import CONFIGS, build
 from models.heads import (
     STAGE_NAMES,
     confidence_tier,
+    conformal_margin,
     expectation,
     gaussian_target,
     interval,
+    interval_fit,
     stage_of,
+    with_margin,
 )
 from models.losses import compute_loss, ldl_terms
 from models.registry import names_for_body_part
@@ -76,6 +79,26 @@ def test_distribution_head_expectation_interval_and_loss():
     middle = torch.tensor([60.0, 100.0, 140.0])  # away from both truncated ends
     far, _ = ldl_terms(gaussian_target(middle + 40, 15.0), middle, 15.0)
     assert float(far) == pytest.approx(40.0, abs=0.5)
+
+
+@pytest.mark.parametrize(("head_sigma", "error_sigma"), [(15.0, 6.0), (3.0, 8.0)])
+def test_conformal_margin_gives_honest_coverage_both_ways(head_sigma, error_sigma):
+    # Heads trained towards N(y, 15) with estimates off by N(0, 6) cover nearly everything
+    # (the margin narrows them); over-confident heads cover too little (it widens them).
+    generator = torch.Generator().manual_seed(0)
+    ages = torch.rand(4000, generator=generator) * 140 + 40
+    estimates = ages + torch.randn(4000, generator=generator) * error_sigma
+    bounds = interval(gaussian_target(estimates, head_sigma))
+    fit_half, check_half = slice(0, 2000), slice(2000, None)  # fit on one, check on the other
+    margin = conformal_margin(bounds[fit_half], ages[fit_half])
+    raw_coverage, _ = interval_fit(bounds[check_half], ages[check_half])
+    coverage, width = interval_fit(bounds[check_half], ages[check_half], margin)
+    assert (margin < 0) == (raw_coverage > 0.95), (margin, raw_coverage)
+    assert 0.93 <= coverage <= 0.97, coverage
+    assert width == pytest.approx(2 * 1.96 * error_sigma, rel=0.15)
+    assert torch.equal(with_margin(bounds, 0.0), bounds)
+    squeezed = with_margin(bounds, -100.0)  # never inverted, never outside 0-240
+    assert (squeezed[:, 0] <= squeezed[:, 1]).all() and squeezed.min() >= 0
 
 
 def test_stages_and_confidence_tiers_follow_the_seed():

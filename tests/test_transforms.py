@@ -63,3 +63,20 @@ def test_hand_crop_finds_real_hands():
         assert 0.3 < area <= 1.05, (path.name, area)
         out = make_transforms(256, train=False, hand_crop=True)(pixels)
         assert out.shape == (1, 256, 256)
+
+
+def test_large_images_are_shrunk_and_heatmaps_map_back_to_the_source():
+    from models.transforms import InferenceTransform, to_source
+
+    image = np.zeros((2000, 1500), np.float32)
+    image[1200:1400, 300:500] = 1.0  # a bright square, away from the centre
+    transform = InferenceTransform(128)
+    tensor, geometry = transform(image)
+    assert tensor.shape == (1, 128, 128) and geometry.factor == 1500 // 256
+    heat = tensor[0].numpy()  # a "heatmap" that is the network input itself
+    back = to_source(heat, geometry)
+    assert back.shape == image.shape
+    rows, cols = np.unravel_index(np.argmax(back), back.shape)
+    assert 1150 <= rows <= 1450 and 250 <= cols <= 550
+    # Same result as the training Compose without augmentation.
+    assert torch.allclose(tensor, make_transforms(128, train=False)(image), atol=1e-6)

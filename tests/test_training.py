@@ -1,0 +1,127 @@
+"""Training and evaluation end to end on tiny phantom sets, through the real CLI paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dicom_io.pixels import read_radiograph_pixels
+from models.card import WEIGHTS_FILE, load_model_dir
+from models.datasets import DatasetError, dicom_samples, rsna_samples
+from models.evaluate import PLOTS
+from models.inference import Predictor
+from models.labels import Label, write_labels
+from models.train import CHECKPOINT_FILE, TrainOptions, train
+from service.phantoms import write_phantom_set
+from tests.peers import boneage_command
+
+SIZE = 64  # network input: tiny, so a few epochs take seconds
+
+
+@pytest.fixture(scope="module")
+def phantom_set(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("phantoms")
+    write_phantom_set(directory, 40, seed=5, size=128, dicom=True)
+    return directory
+
+
+def options(**changes) -> TrainOptions:
+    base = TrainOptions(config="boneage-b0", overrides={"input_size": SIZE}, epochs=3,
+                        batch_size=8, learning_rate=3e-3, patience=10, val_fraction=0.2,
+                        seed=1, synthetic=True, version="test")
+    for key, value in changes.items():
+        setattr(base, key, value)
+    return base
+
+
+def test_a_few_epochs_lower_the_loss_and_write_a_model_directory(phantom_set, tmp_path):
+    samples = rsna_samples(phantom_set, phantom_set / "labels.csv")
+    result = train(samples, options(), tmp_path / "model")
+    losses = [record.train_loss for record in result.history]
+    assert losses[-1] < losses[0], losses
+    _, card = load_model_dir(tmp_path / "model")
+    assert card.synthetic and card.metrics["epochs_run"] == 3
+    assert card.training_data["train_count"] == 32 and card.training_data["val_count"] == 8
+    assert card.config["input_size"] == SIZE
+    assert (tmp_path / "model" / CHECKPOINT_FILE).is_file()
+
+
+def test_resume_follows_the_same_path_as_an_uninterrupted_run(phantom_set, tmp_path):
+    samples = rsna_samples(phantom_set, phantom_set / "labels.csv")
+    train(samples, options(epochs=2), tmp_path / "straight")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(record):
+        raise Stop  # as if the process were killed once the first checkpoint is written
+
+    with pytest.raises(Stop):
+        train(samples, options(epochs=2), tmp_path / "cut", on_epoch=stop_after_first_epoch)
+    result = train(samples, options(epochs=2), tmp_path / "cut", resume=True)
+    assert [r.epoch for r in result.history] == [0, 1]
+    straight = load_file(str(tmp_path / "straight" / WEIGHTS_FILE))
+    resumed = load_file(str(tmp_path / "cut" / WEIGHTS_FILE))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_dicom_folder_with_patient_sex_trains(phantom_set, tmp_path):
+    rsna = rsna_samples(phantom_set, phantom_set / "labels.csv")
+    csv = tmp_path / "labels.csv"
+    with csv.open("w") as handle:  # no `male` column: the sex comes from PatientSex
+        handle.write("id,boneage\n" + "".join(f"{s.id},{s.age_months:g}\n" for s in rsna))
+    samples = dicom_samples(phantom_set / "dicom", csv, read_radiograph_pixels)
+    truth = {s.id: s.male for s in rsna}
+    assert len(samples) == 40 and all(truth[s.id] == s.male for s in samples)
+    result = train(samples, options(epochs=1), tmp_path / "model")
+    assert result.card.training_data["train_count"] == 32
+
+
+def test_missing_images_are_refused_with_a_reason(phantom_set, tmp_path):
+    csv = tmp_path / "labels.csv"
+    write_labels(csv, [Label("005000000", 10, True), Label("nope", 20, False)])
+    with pytest.raises(DatasetError, match="1 labelled image"):
+        rsna_samples(phantom_set, csv)
+
+
+def test_cli_train_then_evaluate_writes_metrics_and_plots(phantom_set, tmp_path):
+    model = tmp_path / "model"
+    trained = subprocess.run(
+        boneage_command("train", "--data", str(phantom_set), "--labels",
+                        str(phantom_set / "labels.csv"), "--out", str(model), "--input-size",
+                        str(SIZE), "--epochs", "1", "--batch-size", "8", "--device", "cpu"),
+        capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert summary["synthetic"] is True  # the phantom folder says it is synthetic
+    report = tmp_path / "report"
+    evaluated = subprocess.run(
+        boneage_command("evaluate", "--model", str(model), "--data", str(phantom_set),
+                        "--labels", str(phantom_set / "labels.csv"), "--out", str(report)),
+        capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["overall"]["n"] == 40
+    for key in ("mae", "rmse", "median_ae", "r2", "spearman", "mape"):
+        assert key in metrics["overall"] and key in metrics["by_sex"]["male"]
+    assert set(metrics["by_stage"]) >= {"infancy", "mid childhood"}
+    assert 0.0 <= metrics["interval_95"]["coverage"] <= 1.0
+    matrix = metrics["stage_confusion"]["rows_true_cols_predicted"]
+    assert sum(map(sum, matrix)) == 40
+    for plot in PLOTS:
+        assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    calibrated = subprocess.run(
+        boneage_command("calibrate", "--model", str(model), "--data", str(phantom_set),
+                        "--labels", str(phantom_set / "labels.csv")),
+        capture_output=True, text=True, timeout=300)
+    assert calibrated.returncode == 0, calibrated.stderr
+    fit = json.loads(calibrated.stdout.strip().splitlines()[-1])
+    net, card = load_model_dir(model)  # the weights' hash still holds
+    assert card.calibration == fit and 0.0 <= fit["coverage"] <= 1.0
+    assert Predictor(net, card).interval_margin == fit["interval_margin_months"]
