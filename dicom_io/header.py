@@ -33,13 +33,20 @@ class BadIdentifiers(ValueError):
 
 
 @dataclass(frozen=True)
-class HeaderFacts:
+class InstanceKey:
+    """What names an instance and how it is encoded: shared by the receiver's header facts
+    and the pipeline's image facts."""
+
     sop_class_uid: str
     sop_instance_uid: str
     study_instance_uid: str
     series_instance_uid: str
     transfer_syntax_uid: str | None
     modality: str | None
+
+
+@dataclass(frozen=True)
+class HeaderFacts(InstanceKey):
     accession_number: str | None
     patient_id: str | None
 
