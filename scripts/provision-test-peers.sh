@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts the real peers the test suite talks to, when they are missing:
-# dcmtk + dicom3tools (DICOM tools), orthanc (demo PACS), redis-server, postgresql.
+# dcmtk + dicom3tools (DICOM tools), orthanc (demo PACS), redis-server, postgresql, openssl.
 # Idempotent and quiet when everything is already there. Needs root (or sudo).
 set -euo pipefail
 
@@ -13,6 +13,7 @@ command -v dciodvfy  >/dev/null || need+=(dicom3tools)
 command -v Orthanc   >/dev/null || need+=(orthanc)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+command -v openssl   >/dev/null || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "provision: installing ${need[*]}"

@@ -20,8 +20,15 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from service import cli_models
 from service.audit import session as audit_session
-from service.audit.tables import Association, Instance, InstanceStatus
+from service.audit.tables import (
+    AssessmentRecord,
+    Association,
+    Delivery,
+    Instance,
+    InstanceStatus,
+)
 from service.logs import setup_logging
 from service.receiver import count_by_status
 from service.runtime import Runtime, open_runtime
@@ -32,9 +39,29 @@ db_app = typer.Typer(help="Audit database schema.", no_args_is_help=True)
 audit_app = typer.Typer(help="What arrived and what happened to it.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.command()(cli_models.train)
+app.command()(cli_models.evaluate)
+app.command()(cli_models.calibrate)
+app.command()(cli_models.predict)
 
 console = Console()
 err = Console(stderr=True)
+
+
+def _preload(runtime: Runtime) -> None:
+    """Load the networks before the first image arrives, and say what they are."""
+    import logging
+
+    log = logging.getLogger("service.cli")
+    try:
+        card = runtime.assessor().predictor.card
+    except Exception:
+        log.exception("the model could not be loaded; instances will be marked FAILED")
+        return
+    log.info("model %s %s loaded (weights %s)", card.name, card.version,
+             card.weights_sha256[:12])
+    if card.warning:
+        log.warning("%s", card.warning)
 
 
 def _settings() -> Settings:
@@ -60,9 +87,12 @@ def serve() -> None:
     setup_logging(settings.log_level, settings.log_dir)
     runtime = _runtime(settings)
 
-    from service import handoff
+    from service.outbox import Deliverer
+    from service.processing import process_instance
     from service.server import Service
 
+    deliverer = Deliverer(runtime.sessions, settings)
+    outputs = runtime.output_policy(deliverer.wake)
     runner = None
     if settings.broker_url:
         from worker.app import CeleryDispatcher, create_app
@@ -73,7 +103,8 @@ def serve() -> None:
         from worker.embedded import EmbeddedRunner
 
         runner = EmbeddedRunner(
-            lambda instance_id: handoff.process_instance(runtime.sessions, instance_id),
+            lambda instance_id: process_instance(runtime.sessions, instance_id,
+                                                 runtime.assessor, outputs),
             settings.embedded_workers,
         )
         submit = runner.submit
@@ -85,6 +116,8 @@ def serve() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if runner is not None:
         runner.start()
+        threading.Thread(target=_preload, args=(runtime,), name="preload", daemon=True).start()
+    deliverer.start()
     try:
         service.start()
     except OSError as exc:
@@ -94,6 +127,7 @@ def serve() -> None:
     service.stop()
     if runner is not None:
         runner.stop()
+    deliverer.stop()
 
 
 @app.command()
@@ -220,17 +254,84 @@ def audit_show(
                 {"at": e.at.isoformat(), "status": e.status.value, "detail": e.detail}
                 for e in row.events
             ],
+            "assessments": [_assessment_detail(a) for a in session.scalars(
+                select(AssessmentRecord).where(AssessmentRecord.instance_id == instance_id)
+                .options(selectinload(AssessmentRecord.gates)).order_by(AssessmentRecord.id))],
+            "deliveries": [_delivery_detail(d) for d in session.scalars(
+                select(Delivery).where(Delivery.instance_id == instance_id)
+                .order_by(Delivery.id))],
         }
     if as_json:
         print(json.dumps(detail, indent=2))
         return
     for key, value in detail.items():
-        if key != "events":
+        if key not in {"events", "assessments", "deliveries"}:
             console.print(f"[bold]{key}[/]: {value}", highlight=False)
     table = Table("at", "status", "detail", title="history")
     for event in detail["events"]:
         table.add_row(event["at"][:23], event["status"], event["detail"] or "")
     console.print(table)
+    for assessment in detail["assessments"]:
+        gates = Table("gate", "passed", "code", "value", "threshold",
+                      title=f"assessment by {assessment['model']} ({assessment['status']})")
+        for gate in assessment["gates"]:
+            gates.add_row(gate["name"], "yes" if gate["passed"] else "NO", gate["code"] or "",
+                          gate["value"] or "", gate["threshold"] or "")
+        console.print(gates)
+        for key in ("bone_age_months", "interval_95", "stage", "confidence", "sds",
+                    "classification", "flags", "reason"):
+            console.print(f"[bold]{key}[/]: {assessment[key]}", highlight=False)
+    deliveries = Table("kind", "destination", "status", "attempts", "last error",
+                       title="deliveries")
+    for d in detail["deliveries"]:
+        deliveries.add_row(d["kind"], d["destination"], d["status"], str(d["attempts"]),
+                           d["last_error"] or "")
+    console.print(deliveries)
+
+
+def _assessment_detail(a: AssessmentRecord) -> dict[str, Any]:
+    return {
+        "model": f"{a.model_name} {a.model_version}", "weights_sha256": a.weights_sha256,
+        "synthetic": a.synthetic, "status": a.status, "reason": a.reason,
+        "reason_text": a.reason_text, "flags": a.flags.split(",") if a.flags else [],
+        "bone_age_months": a.bone_age_months,
+        "interval_95": None if a.interval_low_months is None
+        else [a.interval_low_months, a.interval_high_months],
+        "stage": a.stage, "stage_probability": a.stage_probability,
+        "confidence": a.confidence, "sex_used": a.sex_used,
+        "chronological_age_months": a.chronological_age_months,
+        "chronological_age_source": a.chronological_age_source,
+        "difference_months": a.difference_months, "sds": a.sds,
+        "classification": a.classification, "at": a.created_at.isoformat(),
+        "gates": [{"name": g.name, "passed": g.passed, "code": g.code, "value": g.value,
+                   "threshold": g.threshold} for g in a.gates],
+    }
+
+
+def _delivery_detail(d: Delivery) -> dict[str, Any]:
+    return {
+        "kind": d.kind, "sop_instance_uid": d.sop_instance_uid, "destination": d.destination,
+        "status": d.status.value, "attempts": d.attempts,
+        "last_status": None if d.last_status is None else f"0x{d.last_status:04X}",
+        "last_error": d.last_error, "created_at": d.created_at.isoformat(),
+        "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+    }
+
+
+@app.command()
+def requeue(instance_ids: list[int]) -> None:
+    """Put FAILED instances back in line; a running service picks them up within a minute."""
+    from service.audit.session import transaction
+    from service.audit.status import advance
+
+    runtime = _audit_runtime()
+    for instance_id in instance_ids:
+        with transaction(runtime.sessions) as session:
+            moved = advance(session, instance_id, InstanceStatus.RECEIVED,
+                            allowed_from=(InstanceStatus.FAILED,),
+                            detail="re-queued by an admin")
+        console.print(f"instance {instance_id}: "
+                      f"{'re-queued' if moved else 'not FAILED, left alone'}")
 
 
 @audit_app.command("stats")
@@ -247,6 +348,15 @@ def audit_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
                 )
             },
             "bytes_received": int(session.scalar(select(func.sum(Instance.size_bytes))) or 0),
+            "assessments_by_reason": {
+                (reason or "ASSESSED"): count for reason, count in session.execute(
+                    select(AssessmentRecord.reason, func.count())
+                    .group_by(AssessmentRecord.reason))
+            },
+            "deliveries_by_status": {
+                status.value: count for status, count in session.execute(
+                    select(Delivery.status, func.count()).group_by(Delivery.status))
+            },
         }
     if as_json:
         print(json.dumps(stats, indent=2))
@@ -257,6 +367,10 @@ def audit_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     for outcome, count in sorted(stats["associations_by_outcome"].items()):
         table.add_row(f"associations {outcome}", str(count))
     table.add_row("MB received", f"{stats['bytes_received'] / 1e6:.1f}")
+    for reason, count in sorted(stats["assessments_by_reason"].items()):
+        table.add_row(f"assessments {reason}", str(count))
+    for status, count in sorted(stats["deliveries_by_status"].items()):
+        table.add_row(f"deliveries {status}", str(count))
     console.print(table)
 
 

@@ -1,4 +1,4 @@
-"""Handing received instances to a worker, resuming after a crash, and running them.
+"""Handing received instances to a worker, and resuming them after a crash.
 
 The service does not know how work is carried (embedded threads or a Celery broker): it is
 given a `submit(instance_id)` callable by the entry point that wires the process together.
@@ -23,12 +23,6 @@ log = logging.getLogger(__name__)
 Submit = Callable[[int], None]
 
 HANDED_OFF = "handed off after receipt"
-
-# Why an instance that was picked up went no further: said in the audit DB, not hidden.
-NO_PIPELINE = (
-    "no assessment pipeline is installed in this release: the instance is stored and recorded, "
-    "nothing was assessed"
-)
 
 
 def queue_instance(
@@ -117,30 +111,3 @@ def sweep_stuck(sessions: sessionmaker[Session], submit: Submit, *, older_than: 
         except Exception:
             log.warning("hand-off of instance %d failed again; will retry", instance_id)
     return count
-
-
-def process_instance(sessions: sessionmaker[Session], instance_id: int) -> InstanceStatus:
-    """Run one instance. Idempotent: an instance someone else claimed or finished is left alone.
-
-    The assessment pipeline (decode, gates, model, reports) is not part of this release; an
-    instance that gets here is recorded as WAITING with the reason, never as assessed.
-    """
-    with transaction(sessions) as session:
-        claimed = advance(
-            session, instance_id, InstanceStatus.PROCESSING,
-            allowed_from=(InstanceStatus.RECEIVED, InstanceStatus.QUEUED),
-            detail="picked up by a worker",
-        )
-    if not claimed:
-        with sessions() as session:
-            row = session.get(Instance, instance_id)
-            if row is None:
-                raise LookupError(f"instance {instance_id} does not exist")
-            return row.status
-    with transaction(sessions) as session:
-        advance(
-            session, instance_id, InstanceStatus.WAITING,
-            allowed_from=(InstanceStatus.PROCESSING,), detail=NO_PIPELINE, reason=NO_PIPELINE,
-        )
-    log.info("instance %d waiting: no assessment pipeline installed", instance_id)
-    return InstanceStatus.WAITING

@@ -17,9 +17,8 @@ from PIL import Image
 
 from dicom_io.dx import HandRadiograph, build_dx
 from models.labels import Label, read_labels, write_labels
-from models.phantom import MAX_VALUE, Phantom, render
+from models.phantom import MAX_VALUE, SYNTHETIC_NOTE, Phantom, render
 
-SYNTHETIC_NOTE = "SYNTHETIC PHANTOM - NOT A PATIENT IMAGE"
 STUDY_DATE = date(2026, 1, 15)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.audit.session import ensure_schema, make_engine, make_session_factory
+from service.pipeline import Assessor, shared_assessor
+from service.processing import OutputPolicy
 from service.settings import Settings
 from service.spool import Spool
 
@@ -18,6 +21,16 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     spool: Spool
+
+    def output_policy(self, wake: Callable[[], None] | None = None) -> OutputPolicy:
+        settings = self.settings
+        return OutputPolicy(settings.outbox_dir, tuple(str(d) for d in settings.destinations),
+                            settings.report_rejections, wake or (lambda: None))
+
+    def assessor(self) -> Assessor:
+        """The pipeline's networks, loaded on first use in this process (after any fork)."""
+        return shared_assessor(self.settings.model_dir, self.settings.gates,
+                               self.settings.device)
 
 
 def open_runtime(settings: Settings) -> Runtime:

@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from service.gates import GateThresholds
+
 ENV_PREFIX = "BONEAGE_"
 CONFIG_FILE_ENV = "BONEAGE_CONFIG_FILE"
 
@@ -112,7 +114,8 @@ class Settings(BaseSettings):
     """Everything an operator can set. Defaults run the whole service on one machine."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True,
+        env_nested_delimiter="__",
     )
 
     ae_title: str = Field("BONEAGE", description="Our AE title (called AE for C-STORE).")
@@ -137,11 +140,34 @@ class Settings(BaseSettings):
         500, ge=0, description="Refuse C-STORE (0xA700) when the spool has less free space."
     )
     model_dir: Path | None = Field(None, description="Model weights directory.")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where the networks run: auto (CUDA when present), cpu or cuda[:N].",
+    )
     embedded_workers: int = Field(
         2, ge=0, le=64,
         description="Threads of the embedded runner; 0 receives and spools only (processing held).",
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    delivery_retry_initial_s: float = Field(
+        5.0, gt=0, description="First retry delay of a failed delivery (doubles each time)."
+    )
+    delivery_retry_max_s: float = Field(600.0, gt=0, description="Longest retry delay.")
+    delivery_give_up_hours: float = Field(
+        24.0, gt=0, description="Dead-letter a delivery still failing after this long."
+    )
+    delivery_poll_s: float = Field(1.0, gt=0, description="How often due deliveries are sent.")
+    delivery_tls: bool = Field(False, description="Send results over TLS.")
+    delivery_tls_ca_file: Path | None = Field(None, description="CA bundle for outbound TLS.")
+    delivery_tls_cert_file: Path | None = Field(None, description="Client certificate (TLS).")
+    delivery_tls_key_file: Path | None = Field(None, description="Client key (TLS).")
+    report_rejections: bool = Field(
+        True, description="Send a short SR saying why an image was rejected."
+    )
+    gates: GateThresholds = Field(
+        default_factory=GateThresholds,
+        description="Quality-gate limits: BONEAGE_GATES__<NAME> or a [gates] table.",
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -227,6 +253,10 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.var_dir / "spool"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.spool_dir / "outbox"
 
     @property
     def log_dir(self) -> Path:

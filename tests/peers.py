@@ -108,13 +108,7 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def kill(self) -> None:
@@ -122,6 +116,18 @@ class ServiceProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
         self.process = None
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def echoscu(

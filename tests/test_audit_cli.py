@@ -22,22 +22,29 @@ def test_audit_commands_report_what_arrived(tmp_path, backend, start_service):
     sent = write_image(source, seed=31)
     assert storescu(service.port, source).returncode == 0
     assert storescu(service.port, source).returncode == 0  # duplicate
-    wait_status(backend.sessions(service.var_dir), 2, InstanceStatus.WAITING,
+    wait_status(backend.sessions(service.var_dir), 2, InstanceStatus.REJECTED,
                 InstanceStatus.DUPLICATE)
 
     listed = [json.loads(line) for line in run_cli(service, "audit", "list", "--json").stdout
               .splitlines()]
-    assert [row["status"] for row in listed] == ["DUPLICATE", "WAITING"]  # newest first
+    assert [row["status"] for row in listed] == ["DUPLICATE", "REJECTED"]  # newest first
     assert listed[1]["calling_ae"] == "MODALITY" and listed[1]["response_status"] == "0x0000"
 
     shown = json.loads(run_cli(service, "audit", "show", str(listed[1]["id"]), "--json").stdout)
     assert shown["sop_instance_uid"] == sent.SOPInstanceUID
     assert [e["status"] for e in shown["events"]] == ["RECEIVED", "QUEUED", "PROCESSING",
-                                                      "WAITING"]
+                                                      "REJECTED"]
+    [assessment] = shown["assessments"]
+    assert assessment["status"] == "rejected" and assessment["reason"] == shown["status_reason"]
+    assert assessment["synthetic"] is True and assessment["gates"][0]["name"] == "sop_class"
+    failed = [g for g in assessment["gates"] if not g["passed"]]
+    assert failed[0]["code"] == assessment["reason"]
+    assert shown["deliveries"] == []  # no destination configured
 
     stats = json.loads(run_cli(service, "audit", "stats", "--json").stdout)
-    assert stats["instances_by_status"] == {"WAITING": 1, "DUPLICATE": 1}
+    assert stats["instances_by_status"] == {"REJECTED": 1, "DUPLICATE": 1}
     assert stats["associations_by_outcome"] == {"RELEASED": 2}
+    assert sum(stats["assessments_by_reason"].values()) == 1
 
-    table = run_cli(service, "audit", "list", "--status", "WAITING")
-    assert table.returncode == 0 and "WAITING" in table.stdout and "DUPLICATE" not in table.stdout
+    table = run_cli(service, "audit", "list", "--status", "REJECTED")
+    assert table.returncode == 0 and "REJECTED" in table.stdout and "DUPLICATE" not in table.stdout

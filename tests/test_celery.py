@@ -39,10 +39,10 @@ def test_celery_worker_processes_what_serve_receives(
         source = tmp_path / "dx.dcm"
         write_image(source, seed=11)
         assert storescu(service.port, source).returncode == 0
-        [row] = wait_status(backend.sessions(service.var_dir), 1, InstanceStatus.WAITING)
+        [row] = wait_status(backend.sessions(service.var_dir), 1, InstanceStatus.REJECTED)
     assert [e.status for e in row.events] == [
         InstanceStatus.RECEIVED, InstanceStatus.QUEUED, InstanceStatus.PROCESSING,
-        InstanceStatus.WAITING,
+        InstanceStatus.REJECTED,
     ]
 
 
@@ -63,7 +63,7 @@ def test_broker_down_keeps_the_instance_and_a_restart_resumes_it(
     redis_server.start()  # broker back, on a new free port
     service.start(BONEAGE_BROKER_URL=redis_server.url)
     with celery_worker(service, redis_server.url):
-        [row] = wait_status(sessions, 1, InstanceStatus.WAITING)
+        [row] = wait_status(sessions, 1, InstanceStatus.REJECTED)
     assert [e.detail for e in row.events if e.status is InstanceStatus.QUEUED][-1] == (
         "re-queued at start-up"
     )

@@ -39,7 +39,7 @@ def wait_rows(fetch, count: int, ready=lambda rows: True):
         rows = fetch()
         return rows if len(rows) == count and ready(rows) else None
 
-    return wait_for(done, timeout=30)
+    return wait_for(done, timeout=90)  # the first instance also waits for the model to load
 
 
 def wait_status(
@@ -50,7 +50,7 @@ def wait_status(
         ok = len(rows) >= count and all(row.status in statuses for row in rows)
         return rows if ok else None
 
-    return wait_for(done, timeout=30)
+    return wait_for(done, timeout=90)  # the first instance also waits for the model to load
 
 
 def test_echo_and_store_are_spooled_and_audited(tmp_path, backend, start_service):
@@ -63,16 +63,17 @@ def test_echo_and_store_are_spooled_and_audited(tmp_path, backend, start_service
     assert result.returncode == 0, result.stderr
 
     sessions = backend.sessions(service.var_dir)
-    [row] = wait_status(sessions, 1, InstanceStatus.WAITING)
+    [row] = wait_status(sessions, 1, InstanceStatus.REJECTED)
     assert row.sop_instance_uid == sent.SOPInstanceUID
     assert row.study_instance_uid == sent.StudyInstanceUID
     assert row.patient_id == "TEST-0001" and row.accession_number == "ACC0001"
     assert row.modality == "DX" and row.version == 1 and row.response_status == 0
     assert [event.status for event in row.events] == [
         InstanceStatus.RECEIVED, InstanceStatus.QUEUED, InstanceStatus.PROCESSING,
-        InstanceStatus.WAITING,
+        InstanceStatus.REJECTED,
     ]
-    assert "no assessment pipeline" in row.status_reason
+    # A ramp-and-noise pattern is not a hand: the pipeline ran and said so, with a reason code.
+    assert row.status_reason == "NOT_A_HAND"
 
     spooled = Path(row.spool_path)
     assert spooled.is_relative_to(service.var_dir / "spool" / "incoming")
@@ -125,7 +126,7 @@ def test_transfer_syntaxes_are_accepted_as_sent(
     # Propose only the file's own syntax, so we know it travelled encoded that way.
     result = storescu(service.port, encoded, extra=(propose,))
     assert result.returncode == 0, result.stderr
-    [row] = wait_status(backend.sessions(service.var_dir), 1, InstanceStatus.WAITING)
+    [row] = wait_status(backend.sessions(service.var_dir), 1, InstanceStatus.REJECTED)
     assert row.transfer_syntax_uid == syntax
     received = pydicom.dcmread(row.spool_path)
     assert str(received.file_meta.TransferSyntaxUID) == syntax
@@ -213,7 +214,7 @@ def test_corrupt_data_gets_failure_status_audit_row_and_quarantine(
 
     sessions = backend.sessions(service.var_dir)
     rows = wait_rows(lambda: instances(sessions), 3,
-                     lambda r: r[2].status is InstanceStatus.WAITING)
+                     lambda r: r[2].status is InstanceStatus.REJECTED)
     truncated_row, garbage_row, good_row = rows
     assert truncated_row.status is InstanceStatus.INVALID
     assert "truncated" in truncated_row.status_reason
@@ -240,7 +241,7 @@ def test_duplicates_are_recorded_not_reprocessed_and_changes_are_versions(
 
     sessions = backend.sessions(service.var_dir)
     rows = wait_rows(lambda: instances(sessions), 3, lambda r: r[0].status is r[2].status
-                     is InstanceStatus.WAITING)
+                     is InstanceStatus.REJECTED)
     original, duplicate, version2 = rows
     assert duplicate.status is InstanceStatus.DUPLICATE
     assert duplicate.duplicate_of_id == original.id and duplicate.version is None
@@ -273,7 +274,7 @@ def test_sigkill_after_ack_requeues_exactly_once(tmp_path, backend, start_servic
     service.kill()
 
     service.start(BONEAGE_EMBEDDED_WORKERS="1")
-    [row] = wait_status(sessions, 1, InstanceStatus.WAITING)
+    [row] = wait_status(sessions, 1, InstanceStatus.REJECTED)
     queued = [e.detail for e in row.events if e.status is InstanceStatus.QUEUED]
     assert queued == ["handed off after receipt", "re-queued at start-up"]
     assert [e.status for e in row.events].count(InstanceStatus.PROCESSING) == 1
@@ -292,7 +293,7 @@ def test_spooled_file_without_audit_row_is_adopted_at_start_up(tmp_path, backend
 
     service.start(BONEAGE_EMBEDDED_WORKERS="1")
     sessions = backend.sessions(service.var_dir)
-    [row] = wait_status(sessions, 1, InstanceStatus.WAITING)
+    [row] = wait_status(sessions, 1, InstanceStatus.REJECTED)
     assert row.sop_instance_uid == sent.SOPInstanceUID and row.association_id is None
     assert "adopted from the spool" in row.events[0].detail
 

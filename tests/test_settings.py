@@ -19,6 +19,7 @@ def test_defaults_run_everything_on_one_machine(monkeypatch):
     assert settings.effective_database_url.startswith("sqlite:///")
     assert settings.effective_database_url.endswith("var/audit.sqlite3")
     assert settings.allowed_callers == [] and settings.destinations == []
+    assert settings.device == "auto"  # the GPU when this process can see one
 
 
 def test_lists_are_parsed_from_the_environment(monkeypatch):
@@ -46,6 +47,7 @@ def test_lists_are_parsed_from_the_environment(monkeypatch):
         ("BONEAGE_BROKER_URL", "localhost:6379", "BONEAGE_BROKER_URL"),
         ("BONEAGE_MIN_FREE_DISK_MB", "-5", "BONEAGE_MIN_FREE_DISK_MB"),
         ("BONEAGE_MAX_ASSOCIATIONS", "0", "BONEAGE_MAX_ASSOCIATIONS"),
+        ("BONEAGE_DEVICE", "gpu", "BONEAGE_DEVICE"),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch, name, value, expected):

@@ -8,7 +8,7 @@ from functools import cache
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from service import handoff
+from service import processing
 from service.runtime import Runtime, open_runtime
 from service.settings import load_settings
 from worker.app import PROCESS_INSTANCE_TASK
@@ -28,4 +28,6 @@ def _runtime() -> Runtime:
     max_retries=20,
 )
 def process_instance(instance_id: int) -> str:
-    return handoff.process_instance(_runtime().sessions, instance_id).value
+    runtime = _runtime()
+    return processing.process_instance(runtime.sessions, instance_id, runtime.assessor,
+                                       runtime.output_policy()).value

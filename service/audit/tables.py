@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -71,15 +73,18 @@ class AssociationOutcome(enum.StrEnum):
 class InstanceStatus(enum.StrEnum):
     """Where one received C-STORE request stands.
 
-    RECEIVED -> QUEUED -> PROCESSING -> WAITING (the assessment pipeline is not installed in
-    this release) or a final state added by the pipeline. DUPLICATE, REFUSED and INVALID are
-    final at receipt.
+    RECEIVED -> QUEUED -> PROCESSING -> ASSESSED | REJECTED | FAILED. DUPLICATE, REFUSED and
+    INVALID are final at receipt. WAITING is kept for rows written by the first release, which
+    had no pipeline.
     """
 
     RECEIVED = "RECEIVED"  # spooled and committed; not yet handed off
     QUEUED = "QUEUED"  # handed to the embedded runner or the Celery broker
     PROCESSING = "PROCESSING"
     WAITING = "WAITING"  # picked up, but there is no assessment pipeline to run yet
+    ASSESSED = "ASSESSED"  # bone age estimated (flags may ask for review)
+    REJECTED = "REJECTED"  # a gate refused it; status_reason has the first failing code
+    FAILED = "FAILED"  # our fault (an exception in the pipeline); kept for a re-run
     DUPLICATE = "DUPLICATE"  # same SOP Instance UID and same bytes as an earlier version
     REFUSED = "REFUSED"  # not stored (for example: spool disk below the minimum)
     INVALID = "INVALID"  # could not be parsed; bytes kept in quarantine
@@ -171,3 +176,97 @@ class InstanceEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     instance: Mapped[Instance] = relationship(back_populates="events")
+
+
+class AssessmentRecord(Base):
+    """One run of the pipeline on one instance with one model version: the outcome, the
+    prediction and the clinical numbers. Unique per (instance, model version): re-running
+    with the same model returns this row instead of computing again."""
+
+    __tablename__ = "assessments"
+    __table_args__ = (
+        Index("uq_assessments_instance_model", "instance_id", "model_version", unique=True),
+        Index("ix_assessments_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"))
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    synthetic: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))  # assessed | rejected
+    reason: Mapped[str | None] = mapped_column(String(32))
+    reason_text: Mapped[str | None] = mapped_column(Text)
+    flags: Mapped[str | None] = mapped_column(Text)  # comma-separated flag codes
+    bone_age_months: Mapped[float | None] = mapped_column(Float)
+    interval_low_months: Mapped[float | None] = mapped_column(Float)
+    interval_high_months: Mapped[float | None] = mapped_column(Float)
+    stage: Mapped[str | None] = mapped_column(String(32))
+    stage_probability: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[str | None] = mapped_column(String(8))
+    sex_used: Mapped[str | None] = mapped_column(String(4))
+    chronological_age_months: Mapped[float | None] = mapped_column(Float)
+    chronological_age_source: Mapped[str | None] = mapped_column(Text)
+    difference_months: Mapped[float | None] = mapped_column(Float)
+    sd_months: Mapped[float | None] = mapped_column(Float)
+    sds: Mapped[float | None] = mapped_column(Float)
+    classification: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    gates: Mapped[list[GateRecord]] = relationship(
+        back_populates="assessment", order_by="GateRecord.position"
+    )
+
+
+class GateRecord(Base):
+    """Every gate that ran for an assessment, passed or not, with what it measured."""
+
+    __tablename__ = "gate_results"
+    __table_args__ = (Index("ix_gate_results_assessment", "assessment_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessments.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(32))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    code: Mapped[str | None] = mapped_column(String(32))
+    value: Mapped[str | None] = mapped_column(Text)
+    threshold: Mapped[str | None] = mapped_column(Text)
+
+    assessment: Mapped[AssessmentRecord] = relationship(back_populates="gates")
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "PENDING"  # written to the outbox; (re)trying with backoff
+    DELIVERED = "DELIVERED"  # the destination answered success
+    DEAD = "DEAD"  # gave up after the retry window: dead-letter, an admin must act
+
+
+class Delivery(Base):
+    """One output (SR or report image) to one destination: attempts, last status, times.
+    Unique per (SOP Instance UID, destination): the same derived output is never queued twice
+    for the same PACS."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("uq_deliveries_sop_destination", "sop_instance_uid", "destination", unique=True),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # sr | sc
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    destination: Mapped[str] = mapped_column(String(128))  # AE@host:port
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(DeliveryStatus, native_enum=False, length=16)
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # DIMSE status of the last try
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,173 @@
+"""The outbox and delivery: outputs are written to disk and recorded before any sending, then
+sent to every destination with exponential backoff until they arrive or the retry window
+(24 hours by default) closes, when they are dead-lettered with an audit row and an error log.
+
+The rows are the queue: a restart finds PENDING deliveries and carries on, and a crash between
+sending and recording can only cause a re-send of the same derived UIDs, which PACS treats as
+a replacement, never as a second result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_io.scu import Destination, send_files
+from service.audit.session import transaction
+from service.audit.tables import Delivery, DeliveryStatus, utcnow
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def write_outputs(outbox: Path, outputs: dict[str, Dataset]) -> dict[str, tuple[str, Path]]:
+    """Each output to `outbox/<SOP Instance UID>.dcm`, atomically (temp file, fsync, rename).
+    Returns {kind: (uid, path)}."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for kind, dataset in outputs.items():
+        uid = str(dataset.SOPInstanceUID)
+        path = outbox / f"{uid}.dcm"
+        temporary = outbox / f".{uid}.partial"
+        dataset.save_as(temporary, enforce_file_format=True)
+        with temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+        written[kind] = (uid, path)
+    return written
+
+
+def queue_deliveries(session: Session, instance_id: int,
+                     written: dict[str, tuple[str, Path]], destinations: list[str]) -> int:
+    """One PENDING row per output and destination, unless that pair is already known."""
+    added = 0
+    for kind, (uid, path) in written.items():
+        for destination in destinations:
+            exists = session.scalars(select(Delivery.id).where(
+                Delivery.sop_instance_uid == uid, Delivery.destination == destination)).first()
+            if exists is not None:
+                continue
+            now = utcnow()
+            session.add(Delivery(instance_id=instance_id, kind=kind, sop_instance_uid=uid,
+                                 path=str(path), destination=destination,
+                                 status=DeliveryStatus.PENDING, attempts=0, created_at=now,
+                                 next_attempt_at=now))
+            added += 1
+    return added
+
+
+def backoff(attempts: int, initial_s: float, max_s: float) -> timedelta:
+    return timedelta(seconds=min(initial_s * 2 ** max(attempts - 1, 0), max_s))
+
+
+class Deliverer:
+    """Sends what is due. `wake()` after queueing makes the next round start at once."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tls = _tls_context(settings)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> Deliverer:
+        self._thread = threading.Thread(target=self._loop, name="delivery", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_due()
+            except Exception:
+                log.exception("delivery round failed; will retry")
+            self._wake.wait(self._settings.delivery_poll_s)
+            self._wake.clear()
+
+    def run_due(self, now: datetime | None = None) -> int:
+        """One round: every due PENDING delivery, one association per destination."""
+        now = now or utcnow()
+        with self._sessions() as session:
+            due = list(session.scalars(
+                select(Delivery).where(Delivery.status == DeliveryStatus.PENDING,
+                                       Delivery.next_attempt_at <= now)
+                .order_by(Delivery.id).limit(200)))
+            session.expunge_all()
+        by_destination: dict[str, list[Delivery]] = defaultdict(list)
+        for row in due:
+            by_destination[row.destination].append(row)
+        delivered = 0
+        for destination, rows in by_destination.items():
+            delivered += self._send(destination, rows, now)
+        return delivered
+
+    def _send(self, destination: str, rows: list[Delivery], now: datetime) -> int:
+        """Send and record; `now` is the round's clock (the retry window is judged by it)."""
+        ae, _, address = destination.partition("@")
+        host, _, port = address.rpartition(":")
+        target = Destination(ae, host.strip("[]"), int(port))
+        results = send_files([Path(row.path) for row in rows], target,
+                             calling_ae=self._settings.ae_title, tls=self._tls)
+        by_path = {str(result.path): result for result in results}
+        delivered = 0
+        settings = self._settings
+        with transaction(self._sessions) as session:
+            for row in rows:
+                result = by_path[row.path]
+                current = session.get(Delivery, row.id)
+                if current is None or current.status is not DeliveryStatus.PENDING:
+                    continue
+                current.attempts += 1
+                current.last_attempt_at = now
+                current.last_status = result.status
+                current.last_error = result.error
+                if result.ok:
+                    current.status = DeliveryStatus.DELIVERED
+                    current.delivered_at = now
+                    delivered += 1
+                    log.info("delivered %s of instance %d to %s", current.kind,
+                             current.instance_id, destination)
+                elif now - current.created_at >= timedelta(hours=settings.delivery_give_up_hours):
+                    current.status = DeliveryStatus.DEAD
+                    log.error("dead-letter: %s of instance %d to %s after %d attempts: %s",
+                              current.kind, current.instance_id, destination, current.attempts,
+                              result.error)
+                else:
+                    current.next_attempt_at = now + backoff(
+                        current.attempts, settings.delivery_retry_initial_s,
+                        settings.delivery_retry_max_s)
+                    log.warning("delivery of %s (instance %d) to %s failed, attempt %d: %s",
+                                current.kind, current.instance_id, destination,
+                                current.attempts, result.error)
+        return delivered
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.delivery_tls:
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.delivery_tls_ca_file) if settings.delivery_tls_ca_file else None)
+    if settings.delivery_tls_cert_file:
+        context.load_cert_chain(str(settings.delivery_tls_cert_file),
+                                str(settings.delivery_tls_key_file)
+                                if settings.delivery_tls_key_file else None)
+    return context
