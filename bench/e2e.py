@@ -52,10 +52,13 @@ def send(orthanc: Orthanc, paths: list[Path]) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wait_all(orthanc: Orthanc, studies: list[str], started: float,
+def wait_all(orthanc: Orthanc, service: ServiceProcess, studies: list[str], started: float,
              timeout: float = 600) -> list[float]:
     done: dict[str, float] = {}
     while len(done) < len(studies):
+        if service.process.poll() is not None:
+            raise RuntimeError(f"boneage serve exited ({service.process.returncode}) with "
+                               f"{len(done)}/{len(studies)} results back; see {service.log_path}")
         if time.perf_counter() - started > timeout:
             raise TimeoutError(f"{len(done)}/{len(studies)} results after {timeout}s")
         for study in studies:
@@ -86,7 +89,7 @@ def main() -> None:
             warm = make_phantoms(root, 1, 900)
             started = time.perf_counter()
             send(orthanc, [warm[0][0]]).wait()
-            wait_all(orthanc, [warm[0][1]], started)  # loads the model once
+            wait_all(orthanc, service, [warm[0][1]], started)  # loads the model once
 
             sequential = make_phantoms(root, args.count, 1000)
             size_mb = sequential[0][0].stat().st_size / 1e6
@@ -94,7 +97,7 @@ def main() -> None:
             for path, study in sequential:
                 started = time.perf_counter()
                 send(orthanc, [path]).wait()
-                latencies += wait_all(orthanc, [study], started)
+                latencies += wait_all(orthanc, service, [study], started)
             print(f"sequential: {args.count} phantom DX of {size_mb:.1f} MB, Orthanc -> us -> "
                   f"Orthanc (SR and report image listed)")
             print(f"  p50 {statistics.median(latencies):.2f} s, p95 "
@@ -104,7 +107,7 @@ def main() -> None:
             burst = make_phantoms(root, args.count, 2000)
             started = time.perf_counter()
             senders = [send(orthanc, [path]) for path, _ in burst]
-            finished = wait_all(orthanc, [study for _, study in burst], started)
+            finished = wait_all(orthanc, service, [study for _, study in burst], started)
             for sender in senders:
                 sender.wait()
             total = max(finished)

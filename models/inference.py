@@ -3,10 +3,18 @@
 A `Predictor` holds no process-wide state and opens nothing at import, so a Celery prefork
 worker can create one after the fork. With `heatmaps=True` the same forward pass also yields
 a Grad-CAM map, returned in the source image's geometry.
+
+One Predictor is shared by the threads of a process (the embedded runner's workers), and
+Grad-CAM keeps the activations, gradients and outputs of the pass it drives on the wrapper, so
+network passes are taken one at a time. Unlocked, two threads read each other's outputs (one
+patient's bone age reported on another's image) and torch's autograd hooks can crash the
+process. Pre- and post-processing stay parallel; torch already spreads one pass over the
+intra-op threads, so the lock costs no throughput on the CPU.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +72,7 @@ class Predictor:
             net.config.input_size, hand_crop=bool(card.training_data.get("hand_crop", False))
         )
         self._heatmaps: HeatmapModel | None = None
+        self._network = threading.Lock()
         # Fitted by `boneage calibrate` on labelled images the network did not train on.
         self.interval_margin = float(card.calibration.get("interval_margin_months", 0.0))
 
@@ -125,11 +134,12 @@ class Predictor:
         batch = batch.contiguous(memory_format=self.memory_format)
         sex = torch.tensor([1.0 if male else 0.0 for male in males], device=self.device)
         maps = None
-        if heatmaps:
-            if self._heatmaps is None:
-                self._heatmaps = HeatmapModel(self.net)
-            out, maps = self._heatmaps(batch, sex)
-        else:
-            with torch.inference_mode():
-                out = self.net(batch, sex)
+        with self._network:
+            if heatmaps:
+                if self._heatmaps is None:
+                    self._heatmaps = HeatmapModel(self.net)
+                out, maps = self._heatmaps(batch, sex)
+            else:
+                with torch.inference_mode():
+                    out = self.net(batch, sex)
         return prepared, out, maps

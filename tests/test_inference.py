@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -17,9 +19,15 @@ from models.card import (
 )
 from models.inference import Predictor
 from models.phantom import render
+from service.pipeline import DEFAULT_MODEL_DIR
 
 # Untrained weights: these tests check plumbing and contracts, not accuracy.
 SIZE = 96
+
+
+def bone_bright(phantom) -> np.ndarray:
+    pixels = phantom.pixels.astype(np.float32) / 4095
+    return 1 - pixels if phantom.photometric == "MONOCHROME1" else pixels
 
 
 def save_untrained(directory, name="boneage-b0"):
@@ -59,11 +67,7 @@ def test_tampered_or_incomplete_directories_are_refused(tmp_path):
 def test_predictor_returns_the_prediction_contract(tmp_path):
     save_untrained(tmp_path / "model")
     predictor = Predictor.from_dir(tmp_path / "model")
-    images = []
-    for seed in range(2):
-        phantom = render(100, True, seed, size=256)
-        pixels = phantom.pixels.astype(np.float32) / 4095
-        images.append(1 - pixels if phantom.photometric == "MONOCHROME1" else pixels)
+    images = [bone_bright(render(100, True, seed, size=256)) for seed in range(2)]
     predictions = predictor.predict(images, [True, False])
     assert len(predictions) == 2
     for prediction in predictions:
@@ -78,3 +82,23 @@ def test_predictor_returns_the_prediction_contract(tmp_path):
     save_untrained(tmp_path / "resnet", "resnet18")
     [plain] = Predictor.from_dir(tmp_path / "resnet").predict(images[:1], [True])
     assert plain.interval_95 is None and plain.stage_probability is None
+
+
+def test_threads_sharing_a_predictor_each_get_their_own_image_result(tmp_path):
+    """The embedded runner's worker threads share one Predictor; Grad-CAM keeps the pass it
+    drives on the wrapper, so an unguarded pass could hand one patient's age to another."""
+    predictor = Predictor.from_dir(DEFAULT_MODEL_DIR)  # trained, so each phantom gets its own age
+    images = [bone_bright(render(age, seed % 2 == 0, seed, size=256))
+              for seed, age in enumerate((20, 60, 110, 150, 190, 220))]
+    alone = [predictor.predict([image], [True], heatmaps=True)[0] for image in images]
+    assert len({round(p.bone_age_months, 4) for p in alone}) == len(images)
+
+    def run(index: int) -> tuple[int, float, np.ndarray]:
+        [prediction] = predictor.predict([images[index]], [True], heatmaps=True)
+        return index, prediction.bone_age_months, prediction.heatmap
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(run, [i % len(images) for i in range(24)]))
+    for index, age, heatmap in together:
+        assert age == pytest.approx(alone[index].bone_age_months, abs=1e-3)
+        assert np.allclose(heatmap, alone[index].heatmap, atol=1e-3)
