@@ -6,9 +6,12 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service.audit.tables import InstanceStatus
+from sqlalchemy import select
+
+from service.audit.tables import AssessmentRecord, InstanceStatus
 from tests.factory import write_image
 from tests.peers import ServiceProcess, boneage_command, storescu
+from tests.test_delivery import phantom_file
 from tests.test_receive import instances, wait_status
 
 
@@ -35,15 +38,26 @@ def test_celery_worker_processes_what_serve_receives(
     tmp_path, backend, start_service, redis_server
 ):
     service = start_service(BONEAGE_BROKER_URL=redis_server.url)
+    sessions = backend.sessions(service.var_dir)
     with celery_worker(service, redis_server.url):
         source = tmp_path / "dx.dcm"
         write_image(source, seed=11)
         assert storescu(service.port, source).returncode == 0
-        [row] = wait_status(backend.sessions(service.var_dir), 1, InstanceStatus.REJECTED)
+        [row] = wait_status(sessions, 1, InstanceStatus.REJECTED)
+        # A hand phantom is assessed in the prefork child: the networks load after the fork.
+        assert storescu(service.port, phantom_file(tmp_path / "hand")).returncode == 0
+        rejected, assessed = wait_status(sessions, 2, InstanceStatus.REJECTED,
+                                         InstanceStatus.ASSESSED)
     assert [e.status for e in row.events] == [
         InstanceStatus.RECEIVED, InstanceStatus.QUEUED, InstanceStatus.PROCESSING,
         InstanceStatus.REJECTED,
     ]
+    assert rejected.status_reason == "NOT_A_HAND"
+    assert assessed.status is InstanceStatus.ASSESSED
+    with sessions() as session:
+        [record] = session.scalars(select(AssessmentRecord).where(
+            AssessmentRecord.instance_id == assessed.id)).all()
+    assert record.status == "assessed" and 0 < record.bone_age_months < 240
 
 
 def test_broker_down_keeps_the_instance_and_a_restart_resumes_it(
