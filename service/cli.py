@@ -8,6 +8,7 @@ import `worker`.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 from datetime import timedelta
@@ -50,8 +51,6 @@ err = Console(stderr=True)
 
 def _preload(runtime: Runtime) -> None:
     """Load the networks before the first image arrives, and say what they are."""
-    import logging
-
     log = logging.getLogger("service.cli")
     try:
         card = runtime.assessor().predictor.card
@@ -124,10 +123,14 @@ def serve() -> None:
         err.print(f"[bold red]cannot listen on {settings.bind}:{settings.port}:[/] {exc}")
         raise typer.Exit(1) from None
     stop.wait()
+    # An on-call engineer reading the log should see a clean stop, not a silent end.
+    log = logging.getLogger("service.cli")
+    log.info("stopping: no new associations; finishing the instances in hand")
     service.stop()
     if runner is not None:
         runner.stop()
     deliverer.stop()
+    log.info("stopped")
 
 
 @app.command()

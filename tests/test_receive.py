@@ -87,7 +87,11 @@ def test_echo_and_store_are_spooled_and_audited(tmp_path, backend, start_service
     assert echo_assoc.calling_ae == "ECHOSCU" and echo_assoc.outcome is AssociationOutcome.RELEASED
     assert store_assoc.calling_ae == "MODALITY" and store_assoc.peer_address == "127.0.0.1"
     assert store_assoc.ended_at is not None
-    # No patient identifiers in the log.
+    # SIGTERM is a clean stop that says so; and no patient identifiers in the log.
+    process = service.process
+    service.stop()
+    assert process.returncode == 0
+    assert service.log().rstrip().endswith("service.cli: stopped")
     assert "TEST-0001" not in service.log() and "Test^Hand" not in service.log()
 
 
