@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from models.card import ModelCard, save_model_dir
+from models.card import ModelCard, load_model_dir, save_model_dir
 from models.datasets import Sample, split
 from models.inference import pick_device
 from models.losses import compute_loss
@@ -50,6 +50,7 @@ class TrainOptions:
     synthetic: bool = False
     data_description: str = ""
     labels_sha256: str = ""
+    init_from: Path | None = None  # a model directory whose weights training starts from
 
 
 @dataclass
@@ -91,6 +92,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def initialise_from(net: BoneAgeNet, directory: Path) -> ModelCard:
+    """Copy a trained model's weights into `net`, so that a hospital can fine-tune shipped or
+    earlier weights on its own images instead of starting from random ones. The configuration
+    and input size must match: weights learned at one scale are a poor start at another."""
+    start, card = load_model_dir(directory)
+    if (start.config.name, start.config.input_size) != (net.config.name,
+                                                        net.config.input_size):
+        raise ValueError(
+            f"{directory} holds {start.config.name} at {start.config.input_size} px; this run "
+            f"trains {net.config.name} at {net.config.input_size} px")
+    net.load_state_dict(start.state_dict(), strict=True)
+    return card
+
+
 def train(
     samples: list[Sample],
     options: TrainOptions,
@@ -105,7 +120,9 @@ def train(
     seed_everything(options.seed)
     device = pick_device(options.device)
     train_set, val_set = split(samples, options.val_fraction, options.seed)
-    net = build(options.config, **options.overrides).to(device)
+    net = build(options.config, **options.overrides)
+    start_card = initialise_from(net, options.init_from) if options.init_from else None
+    net = net.to(device)
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     size = net.config.input_size
@@ -181,6 +198,9 @@ def train(
             "val_count": len(val_set),
             "seed": options.seed,
             "hand_crop": options.hand_crop,
+            **({"initialised_from": {"name": start_card.name, "version": start_card.version,
+                                     "weights_sha256": start_card.weights_sha256}}
+               if start_card else {}),
         },
         metrics={"val_mae_months": round(best_mae, 3), "best_epoch": best_epoch,
                  "epochs_run": len(history), "stopped_early": stopped_early,

@@ -56,6 +56,9 @@ def train(
     synthetic: Annotated[bool | None, typer.Option(
         help="Mark the weights synthetic (default: when the data are phantoms).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+    init: Annotated[Path | None, typer.Option(
+        help="Start from this model directory's weights (fine-tuning); its input size is "
+             "used unless --input-size is given.")] = None,
 ) -> None:
     """Train a network; writes OUT/weights.safetensors, OUT/model.json and a checkpoint."""
     import torch
@@ -66,6 +69,10 @@ def train(
 
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     samples = _samples(data, labels)
+    if init is not None and input_size is None:
+        from models.card import CARD_FILE
+
+        input_size = json.loads((init / CARD_FILE).read_text())["config"]["input_size"]
     options = TrainOptions(
         config=config, overrides={"input_size": input_size} if input_size else {},
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
@@ -74,7 +81,7 @@ def train(
         synthetic=is_synthetic_set(data) if synthetic is None else synthetic,
         data_description=f"{len(samples)} images from {data.name}/, labels {labels.name}"
         + (" (synthetic phantoms)" if is_synthetic_set(data) else ""),
-        labels_sha256=labels_sha256(labels),
+        labels_sha256=labels_sha256(labels), init_from=init,
     )
     with _progress_bar() as bar:
         tasks: dict[str, int] = {}

@@ -10,12 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from dicom_io.pixels import read_radiograph_pixels
-from models.card import WEIGHTS_FILE, load_model_dir
+from models import build
+from models.card import WEIGHTS_FILE, ModelCard, load_model_dir, save_model_dir
 from models.datasets import DatasetError, dicom_samples, rsna_samples
 from models.evaluate import PLOTS
 from models.inference import Predictor
 from models.labels import Label, write_labels
-from models.train import CHECKPOINT_FILE, TrainOptions, train
+from models.train import CHECKPOINT_FILE, TrainOptions, initialise_from, train
 from service.phantoms import write_phantom_set
 from tests.peers import boneage_command
 
@@ -125,3 +126,29 @@ def test_cli_train_then_evaluate_writes_metrics_and_plots(phantom_set, tmp_path)
     net, card = load_model_dir(model)  # the weights' hash still holds
     assert card.calibration == fit and 0.0 <= fit["coverage"] <= 1.0
     assert Predictor(net, card).interval_margin == fit["interval_margin_months"]
+
+    # Fine-tuning starts from those weights, at their input size, and the card says so.
+    tuned = tmp_path / "tuned"
+    fine_tuned = subprocess.run(
+        boneage_command("train", "--data", str(phantom_set), "--labels",
+                        str(phantom_set / "labels.csv"), "--out", str(tuned), "--init",
+                        str(model), "--epochs", "1", "--batch-size", "8", "--device", "cpu"),
+        capture_output=True, text=True, timeout=300)
+    assert fine_tuned.returncode == 0, fine_tuned.stderr
+    _, tuned_card = load_model_dir(tuned)
+    assert tuned_card.config["input_size"] == SIZE
+    assert tuned_card.training_data["initialised_from"] == {
+        "name": card.name, "version": card.version, "weights_sha256": card.weights_sha256}
+
+
+def test_initialise_from_copies_weights_and_refuses_another_scale(tmp_path):
+    torch.manual_seed(1)
+    source = build("boneage-b0", input_size=SIZE)
+    save_model_dir(tmp_path / "m", source, ModelCard(name="boneage-b0", version="t", config={},
+                                                       synthetic=True))
+    target = build("boneage-b0", input_size=SIZE)
+    initialise_from(target, tmp_path / "m")
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="at 96 px"):
+        initialise_from(build("boneage-b0", input_size=96), tmp_path / "m")
