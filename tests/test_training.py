@@ -91,22 +91,26 @@ def test_missing_images_are_refused_with_a_reason(phantom_set, tmp_path):
         rsna_samples(phantom_set, csv)
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a `boneage` subcommand as a user would, and require it to succeed."""
+    done = subprocess.run(boneage_command(*args), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def last_json(done: subprocess.CompletedProcess[str]) -> dict:
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_cli_train_then_evaluate_writes_metrics_and_plots(phantom_set, tmp_path):
     model = tmp_path / "model"
-    trained = subprocess.run(
-        boneage_command("train", "--data", str(phantom_set), "--labels",
-                        str(phantom_set / "labels.csv"), "--out", str(model), "--input-size",
-                        str(SIZE), "--epochs", "1", "--batch-size", "8", "--device", "cpu"),
-        capture_output=True, text=True, timeout=300)
-    assert trained.returncode == 0, trained.stderr
-    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    data = ("--data", str(phantom_set), "--labels", str(phantom_set / "labels.csv"))
+    quick = ("--epochs", "1", "--batch-size", "8", "--device", "cpu")
+    summary = last_json(run_cli("train", *data, "--out", str(model), "--input-size", str(SIZE),
+                                *quick))
     assert summary["synthetic"] is True  # the phantom folder says it is synthetic
     report = tmp_path / "report"
-    evaluated = subprocess.run(
-        boneage_command("evaluate", "--model", str(model), "--data", str(phantom_set),
-                        "--labels", str(phantom_set / "labels.csv"), "--out", str(report)),
-        capture_output=True, text=True, timeout=300)
-    assert evaluated.returncode == 0, evaluated.stderr
+    run_cli("evaluate", "--model", str(model), *data, "--out", str(report))
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["overall"]["n"] == 40
     for key in ("mae", "rmse", "median_ae", "r2", "spearman", "mape"):
@@ -117,24 +121,14 @@ def test_cli_train_then_evaluate_writes_metrics_and_plots(phantom_set, tmp_path)
     assert sum(map(sum, matrix)) == 40
     for plot in PLOTS:
         assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    calibrated = subprocess.run(
-        boneage_command("calibrate", "--model", str(model), "--data", str(phantom_set),
-                        "--labels", str(phantom_set / "labels.csv")),
-        capture_output=True, text=True, timeout=300)
-    assert calibrated.returncode == 0, calibrated.stderr
-    fit = json.loads(calibrated.stdout.strip().splitlines()[-1])
+    fit = last_json(run_cli("calibrate", "--model", str(model), *data))
     net, card = load_model_dir(model)  # the weights' hash still holds
     assert card.calibration == fit and 0.0 <= fit["coverage"] <= 1.0
     assert Predictor(net, card).interval_margin == fit["interval_margin_months"]
 
     # Fine-tuning starts from those weights, at their input size, and the card says so.
     tuned = tmp_path / "tuned"
-    fine_tuned = subprocess.run(
-        boneage_command("train", "--data", str(phantom_set), "--labels",
-                        str(phantom_set / "labels.csv"), "--out", str(tuned), "--init",
-                        str(model), "--epochs", "1", "--batch-size", "8", "--device", "cpu"),
-        capture_output=True, text=True, timeout=300)
-    assert fine_tuned.returncode == 0, fine_tuned.stderr
+    run_cli("train", *data, "--out", str(tuned), "--init", str(model), *quick)
     _, tuned_card = load_model_dir(tuned)
     assert tuned_card.config["input_size"] == SIZE
     assert tuned_card.training_data["initialised_from"] == {
