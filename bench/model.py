@@ -62,12 +62,12 @@ def accuracy(model_dir: Path | None, count: int, *, record: bool = False) -> Non
     from models.datasets import rsna_samples
     from models.evaluate import predict_all, summarise
     from models.inference import Predictor
+    from models.shipped import PHANTOM_MODEL_DIR
     from service.phantoms import write_phantom_set
-    from service.pipeline import DEFAULT_MODEL_DIR
 
     torch.set_num_threads(2)
     labels = ROOT.parent / "shared" / "data" / "rsna-labels" / "boneage-training-dataset.csv"
-    predictor = Predictor.from_dir(model_dir or DEFAULT_MODEL_DIR)
+    predictor = Predictor.from_dir(model_dir or PHANTOM_MODEL_DIR)
     with tempfile.TemporaryDirectory() as tmp:
         write_phantom_set(Path(tmp), count, seed=HELDOUT_SEED, size=512,
                           labels_source=labels if labels.exists() else None)
@@ -92,7 +92,7 @@ def accuracy(model_dir: Path | None, count: int, *, record: bool = False) -> Non
     print(f"  cost at {size} px: {cost['params_m']:.2f} M parameters, {cost['gmacs']:.3f} GMACs, "
           f"CPU p50 {cost['p50_ms']:.1f} ms (batch 1, 2 threads, network only)")
     if record:
-        directory = model_dir or DEFAULT_MODEL_DIR
+        directory = model_dir or PHANTOM_MODEL_DIR
         amend_card(directory, "metrics", "cost", {
             "input_size": size, "params_m": round(cost["params_m"], 2),
             "gmacs": round(cost["gmacs"], 3),
@@ -116,9 +116,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--accuracy", action="store_true",
-                        help="also score the shipped weights on held-out phantoms")
+                        help="score the phantom weights (or --model) on held-out phantoms; "
+                             "the research model is scored on real images by `boneage "
+                             "evaluate --part val`")
     parser.add_argument("--heldout", type=int, default=500)
-    parser.add_argument("--model", type=Path, help="model directory (default: shipped)")
+    parser.add_argument("--model", type=Path,
+                        help="model directory (default: the phantom weights)")
     parser.add_argument("--record", action="store_true",
                         help="with --accuracy: write the figures into the model card")
     args = parser.parse_args()

@@ -79,7 +79,7 @@ def series_description(kind: str, content: ReportContent) -> str:
     if content.synthetic:
         text += " - SYNTHETIC DEMO - NOT FOR DIAGNOSTIC USE"
     elif content.warning:
-        text += " - NOT FOR DIAGNOSTIC USE"
+        text += " - RESEARCH MODEL - NOT FOR DIAGNOSTIC USE"
     return text[:64]
 
 
@@ -239,7 +239,7 @@ def _evaluations(content: ReportContent) -> list[QualitativeEvaluation]:
                                          c.local(f"FLAG-{code}", f"{code}: {text}"[:64])))
     if content.warning:
         meaning = ("NOT FOR DIAGNOSTIC USE - synthetic demo model" if content.synthetic
-                   else "NOT FOR DIAGNOSTIC USE - not clinically validated")
+                   else "NOT FOR DIAGNOSTIC USE - research model, not validated")
         out.append(QualitativeEvaluation(c.UNVERIFIED_WARNING,
                                          c.local("WARN-NOT-DIAGNOSTIC", meaning)))
     return out

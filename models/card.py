@@ -22,6 +22,7 @@ from models.registry import BoneAgeNet, NetConfig
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "model.json"
 NOT_VALIDATED = "NOT FOR DIAGNOSTIC USE: weights not clinically validated"
+RESEARCH_MODEL = "NOT FOR DIAGNOSTIC USE: research model, not clinically validated"
 
 
 class ModelDirError(ValueError):
@@ -37,9 +38,16 @@ class ModelCard:
     intended_use: str = NOT_VALIDATED
     training_data: dict[str, Any] = field(default_factory=dict)  # description, labels hash
     metrics: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] = field(default_factory=dict)  # interval temperature, fit
+    calibration: dict[str, Any] = field(default_factory=dict)  # interval margin, tiers
+    inference: dict[str, Any] = field(default_factory=dict)  # e.g. tta_views (models.tta)
     created: str = ""
     weights_sha256: str = ""
+
+    @property
+    def geometry(self) -> str:
+        """How a rectangle became the square input in training (`models.transforms`); cards
+        written before the choice existed were padded."""
+        return str(self.training_data.get("geometry", "pad"))
 
     @property
     def warning(self) -> str | None:
@@ -47,7 +55,7 @@ class ModelCard:
         if self.synthetic:
             return f"{NOT_VALIDATED}; synthetic demo model trained on phantoms"
         if self.intended_use == NOT_VALIDATED:
-            return NOT_VALIDATED
+            return RESEARCH_MODEL
         return None
 
 

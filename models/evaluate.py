@@ -118,7 +118,27 @@ def summarise(scored: Sequence[Scored]) -> dict[str, Any]:
         key = s.prediction.confidence or "none"
         confidences[key] = confidences.get(key, 0) + 1
     summary["confidence_counts"] = confidences
+    summary["by_confidence"] = by_confidence(scored, np.abs(predicted - true))
+    gaps = np.array([s.prediction.stage_gap() for s in scored])
+    summary["heads_disagree"] = flagged_vs_not(gaps > 1, np.abs(predicted - true))
     return summary
+
+
+def by_confidence(scored: Sequence[Scored], errors: np.ndarray) -> dict[str, dict[str, float]]:
+    """Share and MAE of each confidence tier: the tiers mean something only if the error
+    grows from High to Low."""
+    tiers = np.array([s.prediction.confidence or "none" for s in scored])
+    return {tier: {"share": float((tiers == tier).mean()), "n": int((tiers == tier).sum()),
+                   "mae": float(errors[tiers == tier].mean())}
+            for tier in ("High", "Medium", "Low", "none") if (tiers == tier).any()}
+
+
+def flagged_vs_not(flagged: np.ndarray, errors: np.ndarray) -> dict[str, float | None]:
+    """How often a flag fires and the MAE with and without it: a flag worth a reader's
+    attention fires rarely and on the large errors."""
+    return {"rate": float(flagged.mean()),
+            "mae_flagged": float(errors[flagged].mean()) if flagged.any() else None,
+            "mae_not_flagged": float(errors[~flagged].mean()) if (~flagged).any() else None}
 
 
 def write_report(scored: Sequence[Scored], out_dir: Path, title: str) -> dict[str, Any]:

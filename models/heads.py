@@ -114,11 +114,16 @@ def conformal_margin(bounds: torch.Tensor, ages: torch.Tensor, mass: float = 0.9
     return float(outside[rank])
 
 
-def confidence_tier(stage_probability: float, interval_width: float | None = None) -> str:
+TIER_WIDTH_MONTHS = 72.0  # default; a card's calibration may give its own (tier_width_months)
+
+
+def confidence_tier(stage_probability: float, interval_width: float | None = None,
+                    width_limit: float = TIER_WIDTH_MONTHS) -> str:
     """High >= 70%, Medium 40-69%, Low < 40% of the stage probability (seed thresholds);
-    a wide distribution lowers the tier by one step."""
+    a distribution wider than `width_limit` (raw 95% interval, months) lowers the tier by one
+    step."""
     tier = 2 if stage_probability >= 0.70 else 1 if stage_probability >= 0.40 else 0
-    if interval_width is not None and interval_width > 72.0:
+    if interval_width is not None and interval_width > width_limit:
         tier = max(tier - 1, 0)
     return ("Low", "Medium", "High")[tier]
 

@@ -24,9 +24,18 @@ import torch
 
 from models.cam import HeatmapModel
 from models.card import ModelCard, load_model_dir
-from models.heads import STAGE_NAMES, confidence_tier, interval, stage_of, with_margin
+from models.heads import (
+    STAGE_NAMES,
+    TIER_WIDTH_MONTHS,
+    confidence_tier,
+    expectation,
+    interval,
+    stage_of,
+    with_margin,
+)
 from models.registry import BoneAgeNet
 from models.transforms import InferenceTransform, to_source
+from models.tta import views_of
 
 
 def pick_device(name: str) -> torch.device:
@@ -69,12 +78,16 @@ class Predictor:
         self.net = net.to(self.device).to(memory_format=memory_format).eval()
         self.card = card
         self.transform = InferenceTransform(
-            net.config.input_size, hand_crop=bool(card.training_data.get("hand_crop", False))
+            net.config.input_size, hand_crop=bool(card.training_data.get("hand_crop", False)),
+            geometry=card.geometry,
         )
         self._heatmaps: HeatmapModel | None = None
         self._network = threading.Lock()
         # Fitted by `boneage calibrate` on labelled images the network did not train on.
         self.interval_margin = float(card.calibration.get("interval_margin_months", 0.0))
+        self.tier_width = float(card.calibration.get("tier_width_months", TIER_WIDTH_MONTHS))
+        # Test-time augmentation (models.tta), when the card says it was measured to help.
+        self.tta_views = int(card.inference.get("tta_views", 1))
 
     @classmethod
     def from_dir(cls, directory: Path, device: torch.device | str = "cpu") -> Predictor:
@@ -108,7 +121,8 @@ class Predictor:
                 stage=STAGE_NAMES[stage_index],
                 stage_probability=probability,
                 head_stage=head,
-                confidence=None if probability is None else confidence_tier(probability, width),
+                confidence=None if probability is None
+                else confidence_tier(probability, width, self.tier_width),
                 model_name=self.card.name,
                 model_version=self.card.version,
                 weights_sha256=self.card.weights_sha256,
@@ -142,4 +156,29 @@ class Predictor:
             else:
                 with torch.inference_mode():
                     out = self.net(batch, sex)
+            if self.tta_views > 1:
+                out = self._with_views(batch, sex, out)
         return prepared, out, maps
+
+    def _with_views(self, batch: torch.Tensor, sex: torch.Tensor,
+                    plain: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Average the distributions over the plain input and its TTA views; Grad-CAM stays
+        the plain input's."""
+        n = batch.shape[0]
+        moved = views_of(batch, self.tta_views)[n:].contiguous(memory_format=self.memory_format)
+        with torch.inference_mode():
+            others = self.net(moved, sex.repeat(self.tta_views - 1))
+        out: dict[str, torch.Tensor] = {}
+        for key in ("age_probs", "stage_logits"):
+            if key in plain:
+                first = plain[key].detach()
+                values = first.softmax(1) if key == "stage_logits" else first
+                rest = others[key].softmax(1) if key == "stage_logits" else others[key]
+                mean = torch.cat([values[None], rest.view(-1, *values.shape)]).mean(0)
+                out[key] = mean.log() if key == "stage_logits" else mean
+        if "age_probs" in out:
+            out["age"] = expectation(out["age_probs"])
+        else:
+            out["age"] = torch.cat([plain["age"].detach()[None],
+                                    others["age"].view(-1, n)]).mean(0)
+        return out

@@ -28,8 +28,10 @@ class NetConfig:
     input_size: int
     body_part: str = "HAND"
     sex_embedding: str = "none"  # none | scalar | replicated | fc
-    reduce_conv: bool = False  # 3x3 stride-2 conv halving the channels (GPNet)
-    feature_pool: int = 1  # max-pool the feature map by this factor before flattening
+    # GPNet's "reduce conv" axis, for flattened feature maps: True is its 3x3 stride-2 conv
+    # halving the channels; False is the 16Bit baseline's 2x2 max-pool, the only other
+    # reduction the paper's figures admit (100,352 = 2048 x 7 x 7 features at 500 px).
+    reduce_conv: bool = False
     flatten: bool = False  # flatten the feature map (GPNet) instead of global average pooling
     fc_layers: int = 0
     fc_size: int = 0
@@ -76,6 +78,14 @@ CONFIGS: dict[str, NetConfig] = {
         description="Default: EfficientNet-B0 at 512 px, sex replicated x32, age distribution "
                     "(240 bins) + stage heads",
     ),
+    "boneage-mnv3": NetConfig(
+        name="boneage-mnv3", backbone="mobilenetv3_large_100", input_size=224,
+        sex_embedding="replicated", distribution=True, stage=True, loss="ldl+stage",
+        ldl_lambda=0.5,
+        description="CPU-lean: MobileNetV3-Large at 224 px, sex replicated x32, age "
+                    "distribution (240 bins) + stage heads; about half boneage-b0's training "
+                    "step on two CPU cores",
+    ),
 }
 
 
@@ -114,9 +124,9 @@ class BoneAgeNet(nn.Module):
         if cfg.reduce_conv:
             trunk += [nn.Conv2d(channels, channels // 2, 3, stride=2), nn.ReLU(inplace=True)]
             channels, height, width = channels // 2, (height - 3) // 2 + 1, (width - 3) // 2 + 1
-        if cfg.feature_pool > 1:
-            trunk.append(nn.MaxPool2d(cfg.feature_pool))
-            height, width = height // cfg.feature_pool, width // cfg.feature_pool
+        elif cfg.flatten:
+            trunk.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
         if height < 1 or width < 1:
             raise ValueError(f"{cfg.name}: input {cfg.input_size} px is too small for the trunk")
         if cfg.flatten:

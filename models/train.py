@@ -20,14 +20,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset
 
+from models.augment import augment_batch
+from models.cache import prepared_inputs
 from models.card import ModelCard, load_model_dir, save_model_dir
 from models.datasets import Sample, split
 from models.inference import pick_device
 from models.losses import compute_loss
 from models.registry import BoneAgeNet, build
-from models.transforms import make_transforms
+from models.splits import stratified_split
+from models.transforms import InferenceTransform, make_transforms
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -49,8 +53,17 @@ class TrainOptions:
     version: str = "dev"
     synthetic: bool = False
     data_description: str = ""
+    data_licence: str = ""  # the training data's terms; weights trained on them inherit them
     labels_sha256: str = ""
     init_from: Path | None = None  # a model directory whose weights training starts from
+    # A fixed stratified split (models.splits) instead of a random val_fraction: with
+    # val_count > 0, `calibration_count` more images are held out for `boneage calibrate`.
+    val_count: int = 0
+    calibration_count: int = 0
+    geometry: str = "pad"  # how a rectangle becomes the square input (models.transforms)
+    cache_dir: Path | None = None  # prepared inputs kept here between runs (models.cache)
+    train_limit: int = 0  # train on a stratified subset of this many (budgeted comparisons)
+    init_rescale: bool = False  # allow --init weights trained at another input size
 
 
 @dataclass
@@ -70,6 +83,22 @@ class TrainResult:
 
 
 Progress = Callable[[str, int, int], None]  # phase ("train"/"val"), step, total
+
+
+class _Prepared(Dataset):
+    """Cached network inputs (models.cache); training augments them a batch at a time
+    (models.augment)."""
+
+    def __init__(self, inputs: np.ndarray, samples: Sequence[Sample]) -> None:
+        self.inputs, self.samples = inputs, samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, float, float]:
+        image = torch.from_numpy(np.asarray(self.inputs[index], np.float32) / 255.0)[None]
+        sample = self.samples[index]
+        return image, float(sample.male), float(sample.age_months)
 
 
 class _Images(Dataset):
@@ -92,16 +121,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def initialise_from(net: BoneAgeNet, directory: Path) -> ModelCard:
+def initialise_from(net: BoneAgeNet, directory: Path, *, rescale: bool = False) -> ModelCard:
     """Copy a trained model's weights into `net`, so that a hospital can fine-tune shipped or
     earlier weights on its own images instead of starting from random ones. The configuration
-    and input size must match: weights learned at one scale are a poor start at another."""
+    must match. The input size must too, unless `rescale` asks for progressive resizing: a
+    network that pools globally has the same weights at any size, and one trained fast at a
+    small size is a good start at a larger one; by default a change of scale is refused,
+    because weights learned at one scale are a poor start at another."""
     start, card = load_model_dir(directory)
-    if (start.config.name, start.config.input_size) != (net.config.name,
-                                                        net.config.input_size):
+    same_size = start.config.input_size == net.config.input_size
+    if start.config.name != net.config.name or not (same_size or rescale):
         raise ValueError(
             f"{directory} holds {start.config.name} at {start.config.input_size} px; this run "
             f"trains {net.config.name} at {net.config.input_size} px")
+    if not same_size and net.config.flatten:
+        raise ValueError(f"{net.config.name} flattens its feature map: its weights depend on "
+                         "the input size, so it cannot be rescaled")
     net.load_state_dict(start.state_dict(), strict=True)
     return card
 
@@ -119,21 +154,31 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(options.seed)
     device = pick_device(options.device)
-    train_set, val_set = split(samples, options.val_fraction, options.seed)
+    fixed = None
+    if options.val_count:
+        fixed = stratified_split(samples, options.val_count, options.calibration_count,
+                                 options.seed)
+        train_set, val_set = fixed.train, fixed.val
+        if options.train_limit:
+            train_set = stratified_split(train_set, options.train_limit, 0, options.seed).val
+    else:
+        train_set, val_set = split(samples, options.val_fraction, options.seed)
     net = build(options.config, **options.overrides)
-    start_card = initialise_from(net, options.init_from) if options.init_from else None
+    start_card = initialise_from(net, options.init_from, rescale=options.init_rescale) \
+        if options.init_from else None
     net = net.to(device)
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     size = net.config.input_size
-    train_transform = make_transforms(size, train=True, hand_crop=options.hand_crop)
-    train_transform.set_random_state(seed=options.seed)
-    val_transform = make_transforms(size, train=False, hand_crop=options.hand_crop)
+    train_data, val_data, train_transform = _datasets(train_set, val_set, size, options)
+    augment_generator = torch.Generator().manual_seed(options.seed + 1)
+    augment = None if train_transform is not None else \
+        (lambda batch: augment_batch(batch, augment_generator))
     generator = torch.Generator().manual_seed(options.seed)
-    train_loader = DataLoader(_Images(train_set, train_transform), batch_size=options.batch_size,
+    train_loader = DataLoader(train_data, batch_size=options.batch_size,
                               shuffle=True, drop_last=len(train_set) > options.batch_size,
                               num_workers=options.workers, generator=generator)
-    val_loader = DataLoader(_Images(val_set, val_transform), batch_size=options.batch_size,
+    val_loader = DataLoader(val_data, batch_size=options.batch_size,
                             num_workers=options.workers)
     optimiser = torch.optim.AdamW(net.parameters(), lr=options.learning_rate,
                                   weight_decay=options.weight_decay)
@@ -156,7 +201,10 @@ def train(
         best_mae, best_epoch, best_state = state["best_mae"], state["best_epoch"], state["best"]
         start = state["epoch"] + 1
         _restore_random(state["random"], generator)
-        train_transform.set_random_state(state=state["transform_random"])
+        if train_transform is not None:
+            train_transform.set_random_state(state=state["transform_random"])
+        if state.get("augment_random") is not None:
+            augment_generator.set_state(state["augment_random"])
 
     stopped_early = False
     for epoch in range(start, options.epochs):
@@ -165,7 +213,7 @@ def train(
             break
         started = datetime.now(UTC)
         loss = _train_epoch(net, train_loader, optimiser, schedule, scaler, device,
-                            memory_format, progress)
+                            memory_format, progress, augment)
         val_mae = _validate(net, val_loader, device, memory_format, progress)
         record = EpochRecord(epoch, loss, val_mae,
                              (datetime.now(UTC) - started).total_seconds())
@@ -178,7 +226,8 @@ def train(
             "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
             "history": [asdict(r) for r in history], "epoch": epoch, "best_mae": best_mae,
             "best_epoch": best_epoch, "best": best_state, "random": _random_state(generator),
-            "transform_random": train_transform.R,
+            "transform_random": None if train_transform is None else train_transform.R,
+            "augment_random": augment_generator.get_state(),
         }, checkpoint_path)
         if on_epoch:
             on_epoch(record)
@@ -193,11 +242,15 @@ def train(
         synthetic=options.synthetic,
         training_data={
             "description": options.data_description,
+            **({"licence": options.data_licence} if options.data_licence else {}),
             "labels_sha256": options.labels_sha256,
             "train_count": len(train_set),
             "val_count": len(val_set),
             "seed": options.seed,
             "hand_crop": options.hand_crop,
+            "geometry": options.geometry,
+            **({"split": fixed.describe()} if fixed else {}),
+            **({"train_limit": options.train_limit} if options.train_limit else {}),
             **({"initialised_from": {"name": start_card.name, "version": start_card.version,
                                      "weights_sha256": start_card.weights_sha256}}
                if start_card else {}),
@@ -211,11 +264,33 @@ def train(
     return TrainResult(card, history, best_epoch, stopped_early)
 
 
+def _datasets(train_set: list[Sample], val_set: list[Sample], size: int,
+              options: TrainOptions) -> tuple[Dataset, Dataset, Compose | None]:
+    """Training and validation datasets, and the random transform whose state a checkpoint
+    keeps. With a cache directory, the deterministic steps run once per image (models.cache)
+    and the random ones a batch at a time (models.augment), so there is no per-sample random
+    transform; without one, every step runs per sample, as `make_transforms` composes them."""
+    if options.cache_dir is None:
+        train_transform = make_transforms(size, train=True, hand_crop=options.hand_crop,
+                                          geometry=options.geometry)
+        val_transform = make_transforms(size, train=False, hand_crop=options.hand_crop,
+                                        geometry=options.geometry)
+        train_transform.set_random_state(seed=options.seed)
+        return (_Images(train_set, train_transform), _Images(val_set, val_transform),
+                train_transform)
+    prepare = InferenceTransform(size, hand_crop=options.hand_crop, geometry=options.geometry)
+    return (_Prepared(prepared_inputs(train_set, prepare, options.cache_dir), train_set),
+            _Prepared(prepared_inputs(val_set, prepare, options.cache_dir), val_set), None)
+
+
 def _train_epoch(net: BoneAgeNet, loader: DataLoader, optimiser, schedule, scaler,  # type: ignore[no-untyped-def]
-                 device: torch.device, memory_format, progress: Progress | None) -> float:
+                 device: torch.device, memory_format, progress: Progress | None,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
     net.train()
     total, count = 0.0, 0
     for step, (images, males, ages) in enumerate(loader, 1):
+        if augment is not None:
+            images = augment(images)
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         males, ages = males.to(device), ages.to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):

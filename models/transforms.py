@@ -4,6 +4,12 @@ Input: a 2-D float32 array in [0, 1] with bone bright (the pipeline's Radiograph
 Output: a (1, S, S) tensor in [0, 1]. Training adds rotation, affine jitter, contrast and noise;
 never a left-right flip (a flipped left hand is a right hand, and bone-age atlases read the
 left).
+
+Two geometries bring a rectangle to the square input, and a model is trained with one of them
+(its card says which): `pad` keeps the aspect ratio and pads with dark background; `squash`
+resizes each side on its own. The RSNA images at hand were squashed to 299 x 299 before we got
+them, so weights trained on them must see a full-size DICOM squashed the same way, or every hand
+at inference is wider than any hand the network learned from.
 """
 
 from __future__ import annotations
@@ -166,29 +172,41 @@ def _window_steps(input_size: int) -> list:
     ]
 
 
-def _square_steps(input_size: int) -> list:
-    return [PadToSquare(), Resize((input_size, input_size), anti_aliasing=True)]
+GEOMETRIES = ("pad", "squash")
+
+
+def _square_steps(input_size: int, geometry: str = "pad") -> list:
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"unknown geometry {geometry!r}; known: {', '.join(GEOMETRIES)}")
+    resize = Resize((input_size, input_size), anti_aliasing=True)
+    return [PadToSquare(), resize] if geometry == "pad" else [resize]
 
 
 def _clamp(image: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(image).float().clamp(0.0, 1.0)
 
 
-def make_transforms(input_size: int, *, train: bool, hand_crop: bool = False) -> Compose:
+def augmentations(input_size: int) -> list:
+    """The training-only random steps, applied to the square (1, S, S) input. Rotations and
+    shifts stay small (a PA hand is placed roughly upright); never a flip."""
+    return [
+        RandRotate(range_x=np.deg2rad(15), prob=0.8, padding_mode="zeros"),
+        RandAffine(prob=0.8, scale_range=(0.1, 0.1),
+                   translate_range=(0.05 * input_size, 0.05 * input_size),
+                   padding_mode="zeros"),
+        RandAdjustContrast(prob=0.5, gamma=(0.7, 1.4)),
+        RandGaussianNoise(prob=0.5, std=0.02),
+        Lambda(_clamp),
+    ]
+
+
+def make_transforms(input_size: int, *, train: bool, hand_crop: bool = False,
+                    geometry: str = "pad") -> Compose:
     steps: list = _window_steps(input_size)
     if hand_crop:
         steps.append(HandCrop())
-    steps += _square_steps(input_size)
-    if train:
-        steps += [
-            RandRotate(range_x=np.deg2rad(15), prob=0.8, padding_mode="zeros"),
-            RandAffine(prob=0.8, scale_range=(0.1, 0.1),
-                       translate_range=(0.05 * input_size, 0.05 * input_size),
-                       padding_mode="zeros"),
-            RandAdjustContrast(prob=0.5, gamma=(0.7, 1.4)),
-            RandGaussianNoise(prob=0.5, std=0.02),
-        ]
-    steps.append(Lambda(_clamp))
+    steps += _square_steps(input_size, geometry)
+    steps += augmentations(input_size) if train else [Lambda(_clamp)]
     return Compose(steps)
 
 
@@ -200,17 +218,19 @@ class Geometry:
     source_shape: tuple[int, int]
     box: tuple[int, int, int, int]  # row0, row1, col0, col1, in the shrunk image
     factor: int = 1  # the Shrink factor: shrunk pixel (r, c) covers source (r*f, c*f)
+    squash: bool = False  # resized to the square without padding (see the module docstring)
 
 
 class InferenceTransform:
     """The inference Compose, split at the crop so the crop box is known: heatmaps computed on
     the network input can then be mapped back onto the source image (`to_source`)."""
 
-    def __init__(self, input_size: int, hand_crop: bool = False) -> None:
+    def __init__(self, input_size: int, hand_crop: bool = False, geometry: str = "pad") -> None:
         self.hand_crop = hand_crop
         self.input_size = input_size
+        self.geometry = geometry
         self.window = Compose(_window_steps(input_size))
-        self.square = Compose([*_square_steps(input_size), Lambda(_clamp)])
+        self.square = Compose([*_square_steps(input_size, geometry), Lambda(_clamp)])
 
     def __call__(self, image: np.ndarray) -> tuple[torch.Tensor, Geometry]:
         windowed = torch.as_tensor(self.window(image))
@@ -218,7 +238,8 @@ class InferenceTransform:
         box = crop_box(np.asarray(windowed[0], np.float32)) if self.hand_crop else (0, h, 0, w)
         r0, r1, c0, c1 = box
         factor = shrink_factor(np.shape(image), self.input_size)
-        geometry = Geometry((int(image.shape[0]), int(image.shape[1])), box, factor)
+        geometry = Geometry((int(image.shape[0]), int(image.shape[1])), box, factor,
+                            squash=self.geometry == "squash")
         return self.square(windowed[:, r0:r1, c0:c1]), geometry
 
 
@@ -229,11 +250,12 @@ def to_source(heatmap: np.ndarray, geometry: Geometry) -> np.ndarray:
     r0, r1, c0, c1 = (value * f for value in geometry.box)
     h, w = r1 - r0, c1 - c0
     m = max(h, w)
+    size = (h, w) if geometry.squash else (m, m)
     square = torch.nn.functional.interpolate(
-        torch.as_tensor(heatmap, dtype=torch.float32)[None, None], size=(m, m),
+        torch.as_tensor(heatmap, dtype=torch.float32)[None, None], size=size,
         mode="bilinear", align_corners=False,
     )[0, 0]
-    top, left = (m - h) // 2, (m - w) // 2
+    top, left = (0, 0) if geometry.squash else ((m - h) // 2, (m - w) // 2)
     out = np.zeros(geometry.source_shape, np.float32)
     rows, cols = min(h, out.shape[0] - r0), min(w, out.shape[1] - c0)
     out[r0:r0 + rows, c0:c0 + cols] = square[top:top + rows, left:left + cols].numpy()

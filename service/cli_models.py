@@ -47,7 +47,17 @@ def train(
     batch_size: Annotated[int, typer.Option()] = 16,
     learning_rate: Annotated[float, typer.Option()] = 1e-3,
     patience: Annotated[int, typer.Option(help="Early stopping on validation MAE.")] = 5,
-    val_fraction: Annotated[float, typer.Option()] = 0.15,
+    val_fraction: Annotated[float, typer.Option(
+        help="Random validation share, when --val-count is 0.")] = 0.15,
+    val_count: Annotated[int, typer.Option(
+        help="Fixed split stratified by sex and age: this many validation images.")] = 0,
+    calibration_count: Annotated[int, typer.Option(
+        help="With --val-count: this many more held out for `boneage calibrate`.")] = 0,
+    geometry: Annotated[str, typer.Option(
+        help="pad or squash: how a rectangle becomes the square input (squash for images "
+             "that were squashed to a square, like the RSNA 299-px set).")] = "pad",
+    cache: Annotated[Path | None, typer.Option(
+        help="Keep prepared network inputs here between epochs and runs.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -56,6 +66,11 @@ def train(
     synthetic: Annotated[bool | None, typer.Option(
         help="Mark the weights synthetic (default: when the data are phantoms).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+    licence: Annotated[str, typer.Option(
+        help="The training data's terms, written into the card (weights inherit them).")] = "",
+    init_rescale: Annotated[bool, typer.Option(
+        help="With --init and --input-size: start from weights trained at another size "
+             "(progressive resizing; globally pooled networks only).")] = False,
     init: Annotated[Path | None, typer.Option(
         help="Start from this model directory's weights (fine-tuning); its input size is "
              "used unless --input-size is given.")] = None,
@@ -77,7 +92,9 @@ def train(
         config=config, overrides={"input_size": input_size} if input_size else {},
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
         val_fraction=val_fraction, seed=seed, workers=workers, device=device,
-        hand_crop=hand_crop, version=version,
+        hand_crop=hand_crop, version=version, val_count=val_count,
+        calibration_count=calibration_count, geometry=geometry, cache_dir=cache,
+        init_rescale=init_rescale, data_licence=licence,
         synthetic=is_synthetic_set(data) if synthetic is None else synthetic,
         data_description=f"{len(samples)} images from {data.name}/, labels {labels.name}"
         + (" (synthetic phantoms)" if is_synthetic_set(data) else ""),
@@ -113,14 +130,19 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Images: RSNA layout or DICOM files.")],
     labels: Annotated[Path, typer.Option(help="CSV with id,boneage[,male].")],
     out: Annotated[Path, typer.Option(help="Directory for metrics.json and plots.")],
+    part: Annotated[str | None, typer.Option(
+        help="Only this part (val, calibration, train) of the fixed split the card records.")]
+    = None,
+    limit: Annotated[int, typer.Option(help="Score only the first N images (0: all).")] = 0,
     batch_size: Annotated[int, typer.Option()] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Score a model on a labelled set: metrics per sex and stage, coverage, plots."""
     from models.evaluate import predict_all, write_report
 
-    samples = _samples(data, labels)
     predictor = _predictor(model, device)
+    samples = _part(_samples(data, labels), predictor.card, part)
+    samples = samples[:limit] if limit else samples
     with _progress_bar() as bar:
         task = bar.add_task("predicting", total=len(samples))
         scored = predict_all(predictor, samples, batch_size,
@@ -150,6 +172,9 @@ def calibrate(
     model: Annotated[Path, typer.Option(help="Model directory; its card gains the fit.")],
     data: Annotated[Path, typer.Option(help="Labelled images the model did not train on.")],
     labels: Annotated[Path, typer.Option(help="CSV with id,boneage[,male].")],
+    part: Annotated[str | None, typer.Option(
+        help="Only this part of the fixed split the card records (normally calibration).")]
+    = None,
     batch_size: Annotated[int, typer.Option()] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -160,8 +185,8 @@ def calibrate(
     from models.card import amend_card
     from models.heads import conformal_margin, interval_fit
 
-    samples = _samples(data, labels)
     predictor = _predictor(model, device)
+    samples = _part(_samples(data, labels), predictor.card, part)
     chunks = []
     with _progress_bar() as bar:
         task = bar.add_task("predicting", total=len(samples))
@@ -179,9 +204,27 @@ def calibrate(
            "coverage": round(covered, 3), "mean_width_months": round(width, 1),
            "coverage_uncalibrated": round(covered_raw, 3),
            "mean_width_uncalibrated_months": round(width_raw, 1),
-           "fitted_on": f"{len(samples)} images from {data.name}/ ({labels.name})"}
+           "fitted_on": f"{len(samples)} images from {data.name}/ ({labels.name})"
+                        + (f", the fixed split's {part} part" if part else "")}
     amend_card(model, "calibration", "", fit)
     print(json.dumps(fit))
+
+
+def _part(samples, card, part: str | None):  # type: ignore[no-untyped-def]
+    """The samples of one part of the fixed split recorded in the model card."""
+    if part is None:
+        return samples
+    from models.splits import SplitMismatch, split_from_card
+
+    recorded = card.training_data.get("split")
+    if not recorded:
+        err.print(f"[bold red]{card.name} {card.version} records no fixed split[/]")
+        raise typer.Exit(2)
+    try:
+        return split_from_card(samples, recorded).part(part)
+    except (SplitMismatch, ValueError) as exc:
+        err.print(f"[bold red]cannot select the {part} part:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _inputs(paths: list[Path]) -> list[Path]:

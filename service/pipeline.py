@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-import models
 from dicom_io.pixels import (
     DecodeError,
     Radiograph,
@@ -30,6 +29,7 @@ from dicom_io.pixels import (
 from models.handcheck import HandCheck
 from models.heads import STAGE_NAMES, confidence_tier, stage_of
 from models.inference import Prediction, Predictor, pick_device
+from models.shipped import DEFAULT_MODEL_DIR, HAND_CHECK_DIR
 from service.clinical import ClinicalNumbers, chronological_age, clinical_numbers
 from service.gates import REASON_TEXT, Flag, GateResult, GateThresholds, Reason
 from service.gates.anatomy import anatomy_gate
@@ -37,9 +37,6 @@ from service.gates.decision import decision_gates
 from service.gates.header import header_gates, size_gate
 from service.gates.image import image_gates
 
-WEIGHTS_DIR = Path(models.__file__).parent / "weights"
-DEFAULT_MODEL_DIR = WEIGHTS_DIR / "boneage-b0"
-HAND_CHECK_DIR = WEIGHTS_DIR / "hand-check"
 ASSESSED, REJECTED = "assessed", "rejected"
 
 

@@ -36,7 +36,8 @@ def test_audit_commands_report_what_arrived(tmp_path, backend, start_service):
                                                       "REJECTED"]
     [assessment] = shown["assessments"]
     assert assessment["status"] == "rejected" and assessment["reason"] == shown["status_reason"]
-    assert assessment["synthetic"] is True and assessment["gates"][0]["name"] == "sop_class"
+    # The shipped default is the research model trained on real radiographs.
+    assert assessment["synthetic"] is False and assessment["gates"][0]["name"] == "sop_class"
     failed = [g for g in assessment["gates"] if not g["passed"]]
     assert failed[0]["code"] == assessment["reason"]
     assert shown["deliveries"] == []  # no destination configured

@@ -6,8 +6,8 @@ import numpy as np
 
 from models.inference import Predictor
 from models.phantom import render
+from models.shipped import DEFAULT_MODEL_DIR
 from models.transforms import hand_box
-from service.pipeline import DEFAULT_MODEL_DIR
 
 
 def test_gradcam_peaks_on_the_hand_not_the_background():

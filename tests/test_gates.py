@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from dicom_io.pixels import image_facts, read_radiograph
 from models.handcheck import HandCheck
 from models.phantom import render
+from models.shipped import HAND_CHECK_DIR
 from service.clinical import (
     chronological_age,
     clinical_numbers,
@@ -23,9 +24,8 @@ from service.gates import GateThresholds, Reason
 from service.gates.anatomy import anatomy_gate
 from service.gates.header import header_gates
 from service.gates.image import image_gates
-from service.pipeline import HAND_CHECK_DIR
 from tests.factory import make_image
-from tests.test_phantom import SHARED_DATA
+from tests.realdata import SHARED_DATA
 
 LIMITS = GateThresholds()
 REAL_HANDS = sorted((SHARED_DATA / "real-hands-dev").glob("*.png"))
@@ -74,9 +74,17 @@ def test_synthetic_gradient_fails_on_histogram_peak():
     assert failing(ramp)[0] == Reason.SYNTHETIC_PATTERN
 
 
-def test_low_contrast_copy_fails_on_dynamic_range():
-    flat = 0.45 + phantom_pixels() * 0.15
-    assert failing(flat)[0] == Reason.LOW_CONTRAST
+def test_low_contrast_copy_fails_on_contrast_to_noise():
+    # Anatomy squeezed to 3% of the range under noise of 2%: no window brings it back.
+    noise = np.random.default_rng(2).normal(0, 0.02, (512, 512)).astype(np.float32)
+    fogged = np.clip(0.45 + phantom_pixels() * 0.03 + noise, 0, 1)
+    assert failing(fogged)[0] == Reason.LOW_CONTRAST
+
+
+def test_dim_narrow_range_hand_passes_because_a_window_restores_it():
+    # A linear window stretches anatomy and noise alike: a dim image is not a low-contrast one.
+    dim = 0.05 + phantom_pixels() * 0.12
+    assert Reason.LOW_CONTRAST not in failing(dim)
 
 
 def test_noise_fails_on_edge_density():

@@ -19,7 +19,7 @@ from models.card import (
 )
 from models.inference import Predictor
 from models.phantom import render
-from service.pipeline import DEFAULT_MODEL_DIR
+from models.shipped import PHANTOM_MODEL_DIR
 
 # Untrained weights: these tests check plumbing and contracts, not accuracy.
 SIZE = 96
@@ -87,7 +87,7 @@ def test_predictor_returns_the_prediction_contract(tmp_path):
 def test_threads_sharing_a_predictor_each_get_their_own_image_result(tmp_path):
     """The embedded runner's worker threads share one Predictor; Grad-CAM keeps the pass it
     drives on the wrapper, so an unguarded pass could hand one patient's age to another."""
-    predictor = Predictor.from_dir(DEFAULT_MODEL_DIR)  # trained, so each phantom gets its own age
+    predictor = Predictor.from_dir(PHANTOM_MODEL_DIR)  # trained on phantoms: each gets its own age
     images = [bone_bright(render(age, seed % 2 == 0, seed, size=256))
               for seed, age in enumerate((20, 60, 110, 150, 190, 220))]
     alone = [predictor.predict([image], [True], heatmaps=True)[0] for image in images]
@@ -102,3 +102,26 @@ def test_threads_sharing_a_predictor_each_get_their_own_image_result(tmp_path):
     for index, age, heatmap in together:
         assert age == pytest.approx(alone[index].bone_age_months, abs=1e-3)
         assert np.allclose(heatmap, alone[index].heatmap, atol=1e-3)
+
+
+def test_tta_views_average_the_distribution_and_keep_the_contract(tmp_path):
+    import json
+
+    from models.card import CARD_FILE
+
+    save_untrained(tmp_path / "model")
+    plain = Predictor.from_dir(tmp_path / "model")
+    card_path = tmp_path / "model" / CARD_FILE
+    card = json.loads(card_path.read_text())
+    card["inference"] = {"tta_views": 5}
+    card_path.write_text(json.dumps(card))
+    averaged = Predictor.from_dir(tmp_path / "model")
+    assert averaged.tta_views == 5
+    images = [bone_bright(render(age, True, seed, size=256))
+              for seed, age in enumerate((40, 150))]
+    with_views = averaged.predict(images, [True, False], heatmaps=True)
+    without = plain.predict(images, [True, False])
+    for tta, single in zip(with_views, without, strict=True):
+        low, high = tta.interval_95
+        assert low <= tta.bone_age_months <= high and 0.0 <= tta.stage_probability <= 1.0
+        assert tta.heatmap is not None and tta.bone_age_months != single.bone_age_months

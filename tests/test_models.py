@@ -18,11 +18,12 @@ from models.heads import (
     with_margin,
 )
 from models.losses import compute_loss, ldl_terms
+from models.nets.backbones import feature_shape
 from models.registry import names_for_body_part
 
 # Small inputs keep the forward/backward test quick; GPNet's reduce conv needs >= 3x3 maps.
 SMALL_INPUT = {"gpnet": 160, "ldl": 96, "resnet18": 64, "multitask": 96, "cxr-age": 96,
-               "boneage-b0": 96}
+               "boneage-b0": 96, "boneage-mnv3": 96}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -47,13 +48,26 @@ def test_gpnet_final_and_baseline_sizes_match_the_paper():
     final = build("gpnet")  # 1 x 500 FC, replicated sex, reduce conv, 700 px
     assert final.feature_count + 32 == 82_976
     assert final.describe()["parameters"] == pytest.approx(82.15e6, rel=0.03)
-    # 16Bit-style baseline: 2 x 1000 FC, fc sex embedding, no reduce conv, 500 px. Its
-    # 100,352 backbone features are 2048 x 7 x 7: Inception-V3 gives 14 x 14 at 500 px, so
-    # the baseline pools 2 x 2 (our reading; the paper states only the feature count).
+    # 16Bit-style baseline, named by the paper's axes alone: 2 x 1000 FC, fc sex embedding,
+    # no reduce conv, 500 px. Its 100,352 features are 2048 x 7 x 7: Inception-V3 gives
+    # 14 x 14 at 500 px, and without the reduce conv the map is max-pooled 2 x 2.
     baseline = build("gpnet", fc_layers=2, fc_size=1000, sex_embedding="fc",
-                     reduce_conv=False, input_size=500, feature_pool=2)
+                     reduce_conv=False, input_size=500)
     assert baseline.feature_count == 100_352
     assert baseline.describe()["parameters"] == pytest.approx(123.17e6, rel=0.03)
+
+
+@pytest.mark.parametrize("backbone", ["inception_v3", "resnet101", "resnext50"])
+@pytest.mark.parametrize("input_size", [300, 500, 700])
+@pytest.mark.parametrize("reduce_conv", [True, False])
+def test_gpnet_ablation_rows_follow_the_paper_axes(backbone, input_size, reduce_conv):
+    """Each row of the ablation grid builds from the paper's axes, and its flattened
+    feature count is the reduce conv's (C/2, (H-3)//2+1) or the 2x2 pool's (C, H//2)."""
+    net = build("gpnet", backbone=backbone, input_size=input_size, reduce_conv=reduce_conv,
+                fc_layers=0)  # the head does not change the feature count; keeps it quick
+    channels, height, _ = feature_shape(net.backbone, input_size)
+    side = (height - 3) // 2 + 1 if reduce_conv else height // 2
+    assert net.feature_count == (channels // 2 if reduce_conv else channels) * side * side
 
 
 def test_gpnet_ablation_backbones_build():

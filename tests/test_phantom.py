@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -13,8 +12,8 @@ from models.labels import read_labels
 from models.phantom import CARPAL_ONSET, render
 from service.phantoms import SYNTHETIC_NOTE, phantom_dicom, write_phantom_set
 from tests.peers import tool
+from tests.realdata import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RSNA_TRAINING = SHARED_DATA / "rsna-labels" / "boneage-training-dataset.csv"
 
 

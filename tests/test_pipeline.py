@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from dicom_io.scp import ReceivedFile
 from models.phantom import render
+from models.shipped import PHANTOM_MODEL_DIR
 from service.audit.session import make_engine, make_session_factory, upgrade
 from service.audit.tables import AssessmentRecord, GateRecord, Instance, InstanceStatus
 from service.phantoms import phantom_dicom
@@ -25,12 +26,14 @@ from service.processing import OutputPolicy, process_instance
 from service.receiver import Receiver
 from service.spool import Spool
 from tests.peers import boneage_command
-from tests.test_phantom import SHARED_DATA
+from tests.realdata import SHARED_DATA
 
 
 @pytest.fixture(scope="module")
 def assessor() -> Assessor:
-    return Assessor.load()  # the shipped demo weights and hand check
+    # Phantoms go to the phantom-trained weights: these tests check the pipeline's contract
+    # and the synthetic labelling; the research model on real hands is test_real_model's.
+    return Assessor.load(PHANTOM_MODEL_DIR)
 
 
 def phantom_path(directory: Path, age: float = 100.0, seed: int = 2, male: bool = True,

@@ -146,3 +146,33 @@ def test_initialise_from_copies_weights_and_refuses_another_scale(tmp_path):
         assert torch.equal(target.state_dict()[key], value), key
     with pytest.raises(ValueError, match="at 96 px"):
         initialise_from(build("boneage-b0", input_size=96), tmp_path / "m")
+    # Progressive resizing, asked for: a globally pooled network takes the weights as they are.
+    larger = build("boneage-b0", input_size=96)
+    initialise_from(larger, tmp_path / "m", rescale=True)
+    assert all(torch.equal(larger.state_dict()[k], v) for k, v in source.state_dict().items())
+
+
+def test_fixed_split_trains_and_scores_the_parts_the_card_records(phantom_set, tmp_path):
+    """--val-count holds out a stratified validation and a calibration part; evaluate and
+    calibrate --part re-draw exactly those images from the card."""
+    model = tmp_path / "model"
+    data = ("--data", str(phantom_set), "--labels", str(phantom_set / "labels.csv"))
+    run_cli("train", *data, "--out", str(model), "--input-size", str(SIZE), "--epochs", "1",
+            "--batch-size", "8", "--device", "cpu", "--val-count", "8",
+            "--calibration-count", "6", "--geometry", "squash", "--cache",
+            str(tmp_path / "cache"), "--licence", "test data, no terms")
+    _, card = load_model_dir(model)
+    split = card.training_data["split"]
+    assert (split["train"]["count"], split["val"]["count"], split["calibration"]["count"]) \
+        == (26, 8, 6)
+    assert card.training_data["geometry"] == "squash"
+    assert card.training_data["licence"] == "test data, no terms"
+    run_cli("evaluate", "--model", str(model), *data, "--out", str(tmp_path / "r"),
+            "--part", "val")
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["overall"]["n"] == 8 and set(metrics["by_confidence"]) <= {
+        "High", "Medium", "Low"}
+    assert 0.0 <= metrics["heads_disagree"]["rate"] <= 1.0
+    fit = last_json(run_cli("calibrate", "--model", str(model), *data, "--part",
+                            "calibration"))
+    assert "6 images" in fit["fitted_on"] and "calibration part" in fit["fitted_on"]

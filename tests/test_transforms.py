@@ -10,7 +10,7 @@ from PIL import Image
 
 from models.phantom import render
 from models.transforms import hand_box, make_transforms
-from tests.test_phantom import SHARED_DATA
+from tests.realdata import SHARED_DATA
 
 REAL_HANDS = SHARED_DATA / "real-hands-dev"
 
