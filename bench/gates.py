@@ -71,8 +71,11 @@ def measure(groups: dict[str, list[np.ndarray]], limits: GateThresholds,
                 values[gate.name].append(float(gate.value))
                 rejected[gate.name] += not gate.passed
             any_rejected += not all(g.passed for g in gates)
+        hand = np.array(values["is_hand"])
         report[group] = {
             "n": len(images),
+            "is_hand_below": {str(t): round(float((hand < t).mean()), 4)
+                              for t in (0.005, 0.01, 0.02, 0.05, 0.1, 0.5)},
             "rejected_any": round(any_rejected / max(len(images), 1), 4),
             "rejected_by": {k: round(v / len(images), 4) for k, v in rejected.items() if v},
             "percentiles": {name: dict(zip(("p0", "p0.1", "p1", "p5", "p50", "p95", "p99",
@@ -107,7 +110,7 @@ def main() -> None:
     report = measure(groups, GateThresholds(), HandCheck.from_dir(HAND_CHECK_DIR))
     for group, row in report.items():
         print(f"{group}: n={row['n']} rejected {row['rejected_any']:.1%} "
-              f"by {row['rejected_by']}")
+              f"by {row['rejected_by']}; hand probability below t: {row['is_hand_below']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 

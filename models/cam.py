@@ -64,6 +64,12 @@ class HeatmapModel:
     """Wraps a network once; each call returns (outputs, heatmaps of shape (B, S, S))."""
 
     def __init__(self, net: BoneAgeNet) -> None:
+        # Grad-CAM's backward hooks hand views to the layers after its target; an in-place
+        # activation there (MobileNetV3's hard-swish after conv_head) would overwrite one and
+        # autograd refuses. Out-of-place activations give the same values.
+        for module in net.modules():
+            if getattr(module, "inplace", False):
+                module.inplace = False
         self.scorer = _EvidenceScore(net)
         self.cam = GradCAM(nn_module=self.scorer, target_layers=target_layer(net),
                            postprocessing=_unit_range)

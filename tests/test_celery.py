@@ -52,7 +52,7 @@ def test_celery_worker_processes_what_serve_receives(
         InstanceStatus.RECEIVED, InstanceStatus.QUEUED, InstanceStatus.PROCESSING,
         InstanceStatus.REJECTED,
     ]
-    assert rejected.status_reason == "NOT_A_HAND"
+    assert rejected.status_reason == "SYNTHETIC_PATTERN"  # the ramp test pattern
     assert assessed.status is InstanceStatus.ASSESSED
     with sessions() as session:
         [record] = session.scalars(select(AssessmentRecord).where(

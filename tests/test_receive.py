@@ -72,8 +72,9 @@ def test_echo_and_store_are_spooled_and_audited(tmp_path, backend, start_service
         InstanceStatus.RECEIVED, InstanceStatus.QUEUED, InstanceStatus.PROCESSING,
         InstanceStatus.REJECTED,
     ]
-    # A ramp-and-noise pattern is not a hand: the pipeline ran and said so, with a reason code.
-    assert row.status_reason == "NOT_A_HAND"
+    # A ramp-and-noise test pattern is no radiograph: the pipeline ran and said so, with a
+    # reason code (its flat histogram fails before the hand check is asked).
+    assert row.status_reason == "SYNTHETIC_PATTERN"
 
     spooled = Path(row.spool_path)
     assert spooled.is_relative_to(service.var_dir / "spool" / "incoming")
