@@ -1,4 +1,5 @@
-"""Grad-CAM with the shipped weights: the map lies on the hand, in the source's geometry."""
+"""Grad-CAM with trained weights on phantoms (the phantom weights, which know phantoms): the map
+lies on the hand, in the source's geometry."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import numpy as np
 
 from models.inference import Predictor
 from models.phantom import render
-from models.shipped import DEFAULT_MODEL_DIR
+from models.shipped import PHANTOM_MODEL_DIR
 from models.transforms import hand_box
 
 
 def test_gradcam_peaks_on_the_hand_not_the_background():
-    predictor = Predictor.from_dir(DEFAULT_MODEL_DIR)
+    predictor = Predictor.from_dir(PHANTOM_MODEL_DIR)
     on_hand = 0
     ratios = []
     for seed in range(6):
