@@ -58,12 +58,12 @@ ROWS: dict[str, dict] = {
 def tta_mae(model_dir: Path, samples, shifts: int) -> float:
     """Validation MAE with test-time augmentation: the mean of predictions over small
     rotations and shifts of the input (never a flip)."""
-    from models.tta import predict_ages
-
     predictor = Predictor.from_dir(model_dir)
-    ages = predict_ages(predictor, [s.pixels() for s in samples], [s.male for s in samples],
-                        views=shifts)
-    return float(np.abs(ages - np.array([s.age_months for s in samples])).mean())
+    predictor.tta_views = shifts  # what a card's inference.tta_views sets
+    ages = [p.bone_age_months for i in range(0, len(samples), 32)
+            for p in predictor.predict([s.pixels() for s in samples[i:i + 32]],
+                                       [s.male for s in samples[i:i + 32]])]
+    return float(np.abs(np.array(ages) - np.array([s.age_months for s in samples])).mean())
 
 
 def main() -> None:
