@@ -28,6 +28,9 @@ NO_UNITS = Code("1", "UCUM", "no units")
 IMAGING_MEASUREMENT_REPORT = Code("126000", "DCM", "Imaging Measurement Report")
 NORMAL_RANGE_LOWER = Code("385524004", "SCT", "Normal Range Lower Limit")  # CID 223
 NORMAL_RANGE_UPPER = Code("371933006", "SCT", "Normal Range Upper Limit")  # CID 223
+# TID 1419's measurement uncertainty concepts (as highdicom codes them)
+UPPER_UNCERTAINTY = Code("371886008", "SCT", "+, range of upper measurement uncertainty")
+LOWER_UNCERTAINTY = Code("371885007", "SCT", "-, range of lower measurement uncertainty")
 PROCESSING_EQUIPMENT = Code("109102", "DCM", "Processing Equipment")  # CID 7005
 
 

@@ -10,18 +10,12 @@ and patient orientation from the source, a new series in the same study.
 from __future__ import annotations
 
 import numpy as np
-from highdicom import ContributingEquipment
 from highdicom.sc import SCImage
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
-from dicom_io.sr import (
-    PRODUCT,
-    ReportContent,
-    completed,
-    contributing_equipment,
-    series_description,
-)
+from dicom_io.content import Outcome, ReportContent
+from dicom_io.sr import PRODUCT, completed, contributing_equipment, series_description
 from dicom_io.uids import derive_uid
 
 SC_SERIES_NUMBER = 9902
@@ -75,7 +69,7 @@ def build_sc(source: Dataset, pixels: np.ndarray, heatmap: np.ndarray | None,
         patient_orientation=tuple(orientation) if orientation and len(orientation) == 2
         else ("A", "F"),
         series_description=series_description("IMAGE", content),
-        contributing_equipment=_equipment(content),
+        contributing_equipment=[contributing_equipment(content)],
     )
     sc.BurnedInAnnotation = "YES"
     sc.ImageType = ["DERIVED", "SECONDARY"]
@@ -83,14 +77,10 @@ def build_sc(source: Dataset, pixels: np.ndarray, heatmap: np.ndarray | None,
     return sc
 
 
-def _equipment(content: ReportContent) -> list[ContributingEquipment]:
-    return [contributing_equipment(content)]
-
-
 def _panel_lines(content: ReportContent) -> list[tuple[str, tuple[int, int, int], int]]:
     white, grey = (255, 255, 255), (190, 190, 190)
     lines: list[tuple[str, tuple[int, int, int], int]] = [("BONE AGE (AI)", white, 34)]
-    if content.outcome == "rejected":
+    if content.outcome is Outcome.REJECTED:
         lines += [("NOT ASSESSED", (255, 90, 90), 30), (content.reason or "", white, 24)]
         lines += [(text, grey, 20) for text in _wrap(content.reason_text or "", 44)]
     else:

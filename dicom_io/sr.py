@@ -13,8 +13,6 @@ itself. The builder is a pure function of its inputs; UIDs are derived, so a re-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import highdicom as hd
 from highdicom.sr import (
     AlgorithmIdentification,
@@ -38,39 +36,11 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from dicom_io import codes as c
+from dicom_io.content import Outcome, ReportContent
 from dicom_io.uids import derive_uid
 
 PRODUCT = "boneage-pacs"
 SR_SERIES_NUMBER = 9901
-
-
-@dataclass(frozen=True)
-class ReportContent:
-    """Everything a report says, already decided (the service fills it; dicom_io renders it)."""
-
-    outcome: str  # "assessed" or "rejected"
-    algorithm_name: str
-    algorithm_version: str
-    weights_sha256: str
-    warning: str | None  # e.g. NOT FOR DIAGNOSTIC USE ...; synthetic demo model
-    synthetic: bool
-    reason: str | None = None
-    reason_text: str | None = None
-    flags: tuple[tuple[str, str], ...] = ()  # (code, text)
-    bone_age_months: float | None = None
-    interval_95: tuple[float, float] | None = None
-    chronological_age_months: float | None = None
-    chronological_age_note: str | None = None
-    difference_months: float | None = None
-    sds: float | None = None
-    normal_range_months: tuple[float, float] | None = None
-    classification: str | None = None
-    stage: str | None = None
-    stage_probability: float | None = None
-    confidence: str | None = None
-    sex_used: str | None = None
-    gates: tuple[tuple[str, bool, str | None, float | str | None, str | None], ...] = \
-        field(default_factory=tuple)
 
 
 def series_description(kind: str, content: ReportContent) -> str:
@@ -135,7 +105,7 @@ def build_sr(source: Dataset, content: ReportContent) -> Comprehensive3DSR:
         algorithm_id=algorithm,
         # A rejected image may not show a hand at all: no finding site is claimed for it.
         finding_sites=[FindingSite(c.HAND, laterality=_laterality(source))]
-        if content.outcome == "assessed" else None,
+        if content.outcome is Outcome.ASSESSED else None,
         measurements=_measurements(content, algorithm) or None,
         qualitative_evaluations=_evaluations(content),
         source_images=[SourceImageForMeasurementGroup.from_source_image(source)],
@@ -178,26 +148,7 @@ def _measurements(content: ReportContent, algorithm: AlgorithmIdentification
                   ) -> list[Measurement]:
     out: list[Measurement] = []
     if content.bone_age_months is not None:
-        properties = None
-        if content.normal_range_months is not None or content.interval_95 is not None:
-            normal = None
-            if content.normal_range_months is not None:
-                low, high = content.normal_range_months
-                normal = NormalRangeProperties(
-                    values=[_num(c.NORMAL_RANGE_LOWER, max(low, 0.0), c.MONTHS),
-                            _num(c.NORMAL_RANGE_UPPER, high, c.MONTHS)],
-                    description="chronological age +/- 2 SD (Greulich-Pyle)",
-                    authority="Greulich-Pyle atlas SDs (Brush Foundation)",
-                )
-            upper = lower = None
-            if content.interval_95 is not None:
-                lower = round(content.bone_age_months - content.interval_95[0], 2)
-                upper = round(content.interval_95[1] - content.bone_age_months, 2)
-            properties = MeasurementProperties(
-                normal_range_properties=normal,
-                lower_measurement_uncertainty=lower,
-                upper_measurement_uncertainty=upper,
-            )
+        properties = _bone_age_properties(content)
         out.append(Measurement(c.BONE_AGE, round(content.bone_age_months, 2), c.MONTHS,
                                algorithm_id=algorithm, properties=properties))
     if content.chronological_age_months is not None:
@@ -212,15 +163,43 @@ def _measurements(content: ReportContent, algorithm: AlgorithmIdentification
     if content.stage_probability is not None:
         out.append(Measurement(c.STAGE_PROBABILITY, round(content.stage_probability, 4),
                                c.NO_UNITS, algorithm_id=algorithm))
-    for name, _, _, value, _ in content.gates:
+    for gate in content.gates:
+        value = gate.value
         if isinstance(value, int | float) and not isinstance(value, bool):
-            out.append(Measurement(c.local(f"GATE-{name.upper()}", f"Quality gate {name}"),
+            out.append(Measurement(c.local(f"GATE-{gate.name.upper()}",
+                                           f"Quality gate {gate.name}"),
                                    float(value), c.NO_UNITS))
     return out
 
 
+def _bone_age_properties(content: ReportContent) -> MeasurementProperties | None:
+    """The normal range (chronological age +/- 2 SD) and the 95% interval as measurement
+    uncertainty, both in months. highdicom writes its uncertainty items with the unit "no
+    units", so they are added here with their own unit."""
+    if content.bone_age_months is None or (
+            content.normal_range_months is None and content.interval_95 is None):
+        return None
+    normal = None
+    if content.normal_range_months is not None:
+        low, high = content.normal_range_months
+        normal = NormalRangeProperties(
+            values=[_num(c.NORMAL_RANGE_LOWER, max(low, 0.0), c.MONTHS),
+                    _num(c.NORMAL_RANGE_UPPER, high, c.MONTHS)],
+            description="chronological age +/- 2 SD (Greulich-Pyle)",
+            authority="Greulich-Pyle atlas SDs (Brush Foundation)",
+        )
+    properties = MeasurementProperties(normal_range_properties=normal)
+    if content.interval_95 is not None:
+        age = content.bone_age_months
+        properties.append(_num(c.UPPER_UNCERTAINTY, content.interval_95[1] - age, c.MONTHS))
+        properties.append(_num(c.LOWER_UNCERTAINTY, age - content.interval_95[0], c.MONTHS))
+    return properties
+
+
 def _evaluations(content: ReportContent) -> list[QualitativeEvaluation]:
-    out = [QualitativeEvaluation(c.GATE_OUTCOME, c.value_code("OUTCOME", content.outcome))]
+    # The meaning stays in lower case ("assessed"), as readers have seen it.
+    out = [QualitativeEvaluation(c.GATE_OUTCOME,
+                                 c.value_code("OUTCOME", content.outcome.value.lower()))]
     if content.reason:
         out.append(QualitativeEvaluation(
             c.GATE_OUTCOME, c.local(f"REASON-{content.reason}",

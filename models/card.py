@@ -29,6 +29,22 @@ class ModelDirError(ValueError):
     """A model directory is incomplete, inconsistent or tampered with."""
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which weights produced a result, as every writer (SR, SC, audit row, JSON) states it:
+    one value taken from the card at load time, in the manner of MONAI Deploy's ModelInfo,
+    so no writer re-reads the card or copies its fields."""
+
+    name: str
+    version: str
+    weights_sha256: str
+    synthetic: bool
+    warning: str | None  # the line every output must carry, if any
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class ModelCard:
     name: str
@@ -48,6 +64,11 @@ class ModelCard:
         """How a rectangle became the square input in training (`models.transforms`); cards
         written before the choice existed were padded."""
         return str(self.training_data.get("geometry", "pad"))
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(self.name, self.version, self.weights_sha256, self.synthetic,
+                             self.warning)
 
     @property
     def warning(self) -> str | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from models.card import ModelIdentity
 from models.datasets import Sample
 from models.heads import STAGE_EDGES, STAGE_NAMES
 from models.inference import Prediction, Predictor
@@ -141,13 +142,13 @@ def flagged_vs_not(flagged: np.ndarray, errors: np.ndarray) -> dict[str, float |
             "mae_not_flagged": float(errors[~flagged].mean()) if (~flagged).any() else None}
 
 
-def write_report(scored: Sequence[Scored], out_dir: Path, title: str) -> dict[str, Any]:
+def write_report(scored: Sequence[Scored], out_dir: Path, title: str, model: ModelIdentity
+                 ) -> dict[str, Any]:
     """metrics.json, predictions.csv and the plots; returns the metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(scored)
-    first = scored[0].prediction
-    summary["model"] = {"name": first.model_name, "version": first.model_version,
-                        "weights_sha256": first.weights_sha256, "synthetic": first.synthetic}
+    summary["model"] = {"name": model.name, "version": model.version,
+                        "weights_sha256": model.weights_sha256, "synthetic": model.synthetic}
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
     with (out_dir / "predictions.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -160,7 +161,7 @@ def write_report(scored: Sequence[Scored], out_dir: Path, title: str) -> dict[st
                              f"{p.bone_age_months:.2f}", low, high, p.stage,
                              "" if p.stage_probability is None else f"{p.stage_probability:.3f}",
                              p.confidence or ""])
-    _plot(scored, out_dir, title + (" [SYNTHETIC WEIGHTS]" if first.synthetic else ""))
+    _plot(scored, out_dir, title + (" [SYNTHETIC WEIGHTS]" if model.synthetic else ""))
     return summary
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from models.cam import HeatmapModel
-from models.card import ModelCard, load_model_dir
+from models.card import ModelCard, ModelIdentity, load_model_dir
 from models.heads import (
     STAGE_NAMES,
     TIER_WIDTH_MONTHS,
@@ -34,7 +34,7 @@ from models.heads import (
     with_margin,
 )
 from models.registry import BoneAgeNet
-from models.transforms import InferenceTransform, to_source
+from models.transforms import Geometry, InferenceTransform, to_source
 from models.tta import views_of
 
 
@@ -47,7 +47,8 @@ def pick_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class Prediction:
-    """DESIGN.md's Prediction."""
+    """DESIGN.md's Prediction. Which weights made it is the Predictor's `model` (one
+    `ModelIdentity` per loaded model), not copied into every prediction."""
 
     bone_age_months: float
     interval_95: tuple[float, float] | None  # from the distribution head, when there is one
@@ -55,11 +56,6 @@ class Prediction:
     stage_probability: float | None  # the stage head's probability for that bucket
     head_stage: str | None  # the stage head's own most probable bucket
     confidence: str | None
-    model_name: str
-    model_version: str
-    weights_sha256: str
-    synthetic: bool
-    warning: str | None
     heatmap: np.ndarray | None = None  # float32 [0, 1] in the source image's geometry
 
     def stage_gap(self) -> int:
@@ -67,6 +63,17 @@ class Prediction:
         if self.head_stage is None:
             return 0
         return abs(STAGE_NAMES.index(self.head_stage) - STAGE_NAMES.index(self.stage))
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """One forward pass's per-row results, on the CPU."""
+
+    ages: torch.Tensor  # (N,)
+    raw: torch.Tensor | None  # (N, 2) the head's own 95% intervals
+    bounds: torch.Tensor | None  # (N, 2) with the calibration margin
+    stage_probs: torch.Tensor | None  # (N, 6)
+    maps: torch.Tensor | None  # (N, S, S) Grad-CAM
 
 
 class Predictor:
@@ -77,6 +84,7 @@ class Predictor:
         self.memory_format = memory_format
         self.net = net.to(self.device).to(memory_format=memory_format).eval()
         self.card = card
+        self.model: ModelIdentity = card.identity
         self.transform = InferenceTransform(
             net.config.input_size, hand_crop=bool(card.training_data.get("hand_crop", False)),
             geometry=card.geometry,
@@ -94,44 +102,61 @@ class Predictor:
         net, card = load_model_dir(directory, device)
         return cls(net, card, device)
 
-    def predict(self, images: Sequence[np.ndarray], males: Sequence[bool], *,
+    def predict(self, images: Sequence[np.ndarray], males: Sequence[bool | None], *,
                 heatmaps: bool = False) -> list[Prediction]:
-        """`images`: 2-D float32 arrays in [0, 1], bone bright; `males`: sex per image.
+        """`images`: 2-D float32 arrays in [0, 1], bone bright; `males`: sex per image, None
+        where the header has none.
 
         The stage reported is the bucket of the predicted age, with the stage head's
-        probability for that bucket: a low value there is the heads disagreeing.
+        probability for that bucket: a low value there is the heads disagreeing. An image of
+        unknown sex is read as a boy and as a girl and reported as the mean age, with an
+        interval covering both and the lower stage probability, so that its tier is judged
+        by the same rule and calibration as every other image.
         """
-        prepared, out, maps = self._forward(images, males, heatmaps)
-        ages = out["age"].float().cpu()
+        rows: list[list[int]] = []
+        row_images: list[np.ndarray] = []
+        row_males: list[bool] = []
+        for image, male in zip(images, males, strict=True):
+            sexes = [True, False] if male is None else [bool(male)]
+            rows.append(list(range(len(row_males), len(row_males) + len(sexes))))
+            row_images += [image] * len(sexes)
+            row_males += sexes
+        prepared, out, maps = self._forward(row_images, row_males, heatmaps)
         raw = interval(out["age_probs"].float().cpu()) if "age_probs" in out else None
-        bounds = None if raw is None else with_margin(raw, self.interval_margin)
-        stage_probs = torch.softmax(out["stage_logits"].cpu(), dim=1) if "stage_logits" in out \
-            else None
-        predictions = []
-        for index, age in enumerate(ages.tolist()):
-            stage_index = int(stage_of(torch.tensor([age]))[0])
-            probability = None if stage_probs is None else float(stage_probs[index, stage_index])
-            head = None if stage_probs is None else STAGE_NAMES[int(stage_probs[index].argmax())]
-            pair = None if bounds is None else (float(bounds[index, 0]), float(bounds[index, 1]))
+        outputs = _Outputs(
+            ages=out["age"].float().cpu(), raw=raw,
+            bounds=None if raw is None else with_margin(raw, self.interval_margin),
+            stage_probs=torch.softmax(out["stage_logits"].float().cpu(), dim=1)
+            if "stage_logits" in out else None,
+            maps=None if maps is None else maps.detach().float().cpu(),
+        )
+        return [self._prediction(outputs, group, prepared[group[0]][1]) for group in rows]
+
+    def _prediction(self, out: _Outputs, group: list[int], geometry: Geometry) -> Prediction:
+        """The prediction of one image from its row(s) of a forward pass: one row, or two
+        (boy and girl) for an unknown sex."""
+        age = float(out.ages[group].mean())
+        stage_index = int(stage_of(torch.tensor([age]))[0])
+        probability = head = None
+        if out.stage_probs is not None:
+            probability = float(out.stage_probs[group, stage_index].min())
+            head = STAGE_NAMES[int(out.stage_probs[group].mean(0).argmax())]
+        pair = width = None
+        if out.bounds is not None and out.raw is not None:
+            pair = (float(out.bounds[group, 0].min()), float(out.bounds[group, 1].max()))
             # The tier reads the head's own spread: the calibration margin is the same for all.
-            width = None if raw is None else float(raw[index, 1] - raw[index, 0])
-            predictions.append(Prediction(
-                bone_age_months=float(age),
-                interval_95=pair,
-                stage=STAGE_NAMES[stage_index],
-                stage_probability=probability,
-                head_stage=head,
-                confidence=None if probability is None
-                else confidence_tier(probability, width, self.tier_width),
-                model_name=self.card.name,
-                model_version=self.card.version,
-                weights_sha256=self.card.weights_sha256,
-                synthetic=self.card.synthetic,
-                warning=self.card.warning,
-                heatmap=None if maps is None else to_source(maps[index].cpu().numpy(),
-                                                            prepared[index][1]),
-            ))
-        return predictions
+            width = float(out.raw[group, 1].max() - out.raw[group, 0].min())
+        return Prediction(
+            bone_age_months=age,
+            interval_95=pair,
+            stage=STAGE_NAMES[stage_index],
+            stage_probability=probability,
+            head_stage=head,
+            confidence=None if probability is None
+            else confidence_tier(probability, width, self.tier_width),
+            heatmap=None if out.maps is None
+            else to_source(out.maps[group].mean(0).numpy(), geometry),
+        )
 
     def raw_intervals(self, images: Sequence[np.ndarray], males: Sequence[bool]) -> np.ndarray:
         """The distribution head's own 95% intervals, (N, 2) months, before the calibration

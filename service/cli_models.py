@@ -147,8 +147,8 @@ def evaluate(
         task = bar.add_task("predicting", total=len(samples))
         scored = predict_all(predictor, samples, batch_size,
                              progress=lambda done, _: bar.update(task, completed=done))
-    summary = write_report(scored, out, f"{predictor.card.name} {predictor.card.version} on "
-                                        f"{data.name}")
+    summary = write_report(scored, out, f"{predictor.model.name} {predictor.model.version} on "
+                                        f"{data.name}", predictor.model)
     overall = summary["overall"]
     line = (f"MAE {overall['mae']:.2f} months, RMSE {overall['rmse']:.2f}, "
             f"R2 {overall['r2']:.3f} on {overall['n']} images")
@@ -179,33 +179,17 @@ def calibrate(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Fit the 95% interval's conformal margin so that it holds 95% of held-out true ages."""
-    import numpy as np
-    import torch
-
+    from models.calibration import fit_interval
     from models.card import amend_card
-    from models.heads import conformal_margin, interval_fit
 
     predictor = _predictor(model, device)
     samples = _part(_samples(data, labels), predictor.card, part)
-    chunks = []
     with _progress_bar() as bar:
         task = bar.add_task("predicting", total=len(samples))
-        for start in range(0, len(samples), batch_size):
-            chunk = samples[start:start + batch_size]
-            chunks.append(predictor.raw_intervals([s.pixels() for s in chunk],
-                                                  [s.male for s in chunk]))
-            bar.update(task, completed=start + len(chunk))
-    bounds = torch.from_numpy(np.concatenate(chunks))
-    ages = torch.tensor([s.age_months for s in samples], dtype=bounds.dtype)
-    margin = conformal_margin(bounds, ages)
-    covered, width = interval_fit(bounds, ages, margin)
-    covered_raw, width_raw = interval_fit(bounds, ages)
-    fit = {"interval_margin_months": margin, "method": "split conformal (CQR), 95%",
-           "coverage": round(covered, 3), "mean_width_months": round(width, 1),
-           "coverage_uncalibrated": round(covered_raw, 3),
-           "mean_width_uncalibrated_months": round(width_raw, 1),
-           "fitted_on": f"{len(samples)} images from {data.name}/ ({labels.name})"
-                        + (f", the fixed split's {part} part" if part else "")}
+        fit = fit_interval(predictor, samples, batch_size=batch_size,
+                           progress=lambda done, _: bar.update(task, completed=done))
+    fit["fitted_on"] = (f"{len(samples)} images from {data.name}/ ({labels.name})"
+                        + (f", the fixed split's {part} part" if part else ""))
     amend_card(model, "calibration", "", fit)
     print(json.dumps(fit))
 
@@ -276,12 +260,11 @@ def predict(
                 from_image(pixels, sex.upper() if sex else None, path.stem))
         else:
             assessment = assessor.assess_path(path)
-        result = assessment.as_json(assessor.predictor.card) | {"file": str(path)}
+        result = assessment.as_json() | {"file": str(path)}
         if out:
             name = assessment.sop_instance_uid or path.stem
             (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-            outputs = build_outputs(assessment, assessor.predictor.card,
-                                    report_rejections=settings.report_rejections)
+            outputs = build_outputs(assessment, report_rejections=settings.report_rejections)
             for kind, dataset in outputs.items():
                 dataset.save_as(out / f"{name}.{kind}.dcm", enforce_file_format=True)
             result["outputs"] = sorted(outputs)

@@ -2,22 +2,21 @@
 Grad-CAM) -> clinical numbers -> decision gates. One function for the service, the Celery task
 and `boneage predict`; it touches no database and no network.
 
-Every failure of the input becomes an `Assessment` with status "rejected" and a reason code;
+Every failure of the input becomes an `Assessment` with outcome REJECTED and a reason code;
 only a fault of our own (a bug, no memory) raises.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydicom.dataset import Dataset
 
+from dicom_io.content import Outcome
 from dicom_io.pixels import (
     DecodeError,
     Radiograph,
@@ -26,8 +25,8 @@ from dicom_io.pixels import (
     read_dataset,
     without_pixels,
 )
+from models.card import ModelIdentity
 from models.handcheck import HandCheck
-from models.heads import STAGE_NAMES, confidence_tier, stage_of
 from models.inference import Prediction, Predictor, pick_device
 from models.shipped import DEFAULT_MODEL_DIR, HAND_CHECK_DIR
 from service.clinical import ClinicalNumbers, chronological_age, clinical_numbers
@@ -37,16 +36,15 @@ from service.gates.decision import decision_gates
 from service.gates.header import header_gates, size_gate
 from service.gates.image import image_gates
 
-ASSESSED, REJECTED = "assessed", "rejected"
-
 
 @dataclass
 class Assessment:
     sop_instance_uid: str
-    status: str  # "assessed" or "rejected"
+    status: Outcome
     reason: str | None
     flags: list[str]
     gates: list[GateResult]
+    model: ModelIdentity  # the weights that assessed (or would have assessed) the image
     prediction: Prediction | None = None
     clinical: ClinicalNumbers | None = None
     sex_used: str | None = None  # "M", "F", or "both" when the header had none
@@ -74,30 +72,21 @@ class Assessment:
             out |= {name: getattr(c, name) for name in CLINICAL_FIELDS}
         return out
 
-    def as_json(self, model_card: Any | None = None) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         digits = {"stage_probability": 3, "sds": 2, "sd_months": 2}
         numbers = {key: _rounded(value, digits.get(key, 1))
                    for key, value in self.numbers().items()}
-        out: dict[str, Any] = {
+        return {
             "sop_instance_uid": self.sop_instance_uid,
-            "status": self.status,
+            "status": self.status.value,
             "reason": self.reason,
             "reason_text": self.reason_text,
             "flags": self.flags,
             **numbers,
             "sex_used": self.sex_used,
             "gates": [g.as_dict() for g in self.gates],
+            "model": self.model.as_dict(),
         }
-        p = self.prediction
-        if p is not None:
-            out["model"] = {"name": p.model_name, "version": p.model_version,
-                            "weights_sha256": p.weights_sha256, "synthetic": p.synthetic,
-                            "warning": p.warning}
-        elif model_card is not None:
-            out["model"] = {"name": model_card.name, "version": model_card.version,
-                            "weights_sha256": model_card.weights_sha256,
-                            "synthetic": model_card.synthetic, "warning": model_card.warning}
-        return out
 
 
 CLINICAL_FIELDS = ("chronological_age_months", "chronological_age_source", "difference_months",
@@ -124,6 +113,10 @@ class Assessor:
         self.limits = limits or GateThresholds()
         self.heatmaps = heatmaps
 
+    @property
+    def model(self) -> ModelIdentity:
+        return self.predictor.model
+
     @classmethod
     def load(cls, model_dir: Path | None = None, limits: GateThresholds | None = None,
              device: str = "cpu") -> Assessor:
@@ -136,7 +129,7 @@ class Assessor:
         try:
             dataset = read_dataset(path)
         except DecodeError as exc:
-            return _rejected(path.name, Reason.DECODE_FAILED, [], str(exc))
+            return self._rejected(path.name, Reason.DECODE_FAILED, [], str(exc))
         return self.assess_dataset(dataset)
 
     def assess_dataset(self, dataset: Dataset) -> Assessment:
@@ -148,17 +141,17 @@ class Assessor:
         facts = image_facts(dataset)
         uid = facts.sop_instance_uid
         if not uid or not facts.sop_class_uid:
-            return _rejected(uid, Reason.DECODE_FAILED, [], "not a DICOM image: no SOP Class "
-                                                            "or SOP Instance UID")
+            return self._rejected(uid, Reason.DECODE_FAILED, [],
+                                  "not a DICOM image: no SOP Class or SOP Instance UID")
         chrono = chronological_age(facts.birth_date, facts.study_date, facts.patient_age)
         gates = header_gates(facts, chrono.months, self.limits)
         if (failed := _first_rejection(gates)) is not None:
-            return _rejected(uid, failed, gates)
+            return self._rejected(uid, failed, gates)
         try:
             radiograph = decode(dataset, facts)
         except DecodeError as exc:
             gates.append(GateResult("decode", False, Reason.DECODE_FAILED, None, "decodable"))
-            return _rejected(uid, Reason.DECODE_FAILED, gates, str(exc))
+            return self._rejected(uid, Reason.DECODE_FAILED, gates, str(exc))
         gates.append(GateResult("decode", True, None, facts.transfer_syntax_uid, "decodable"))
         return self._assess_pixels(radiograph, gates, chrono)
 
@@ -167,7 +160,7 @@ class Assessor:
         chrono = chronological_age(None, None, None)
         gates = [size_gate(radiograph.shape[0], radiograph.shape[1], self.limits)]
         if (failed := _first_rejection(gates)) is not None:
-            return _rejected(radiograph.facts.sop_instance_uid, failed, gates)
+            return self._rejected(radiograph.facts.sop_instance_uid, failed, gates)
         return self._assess_pixels(radiograph, gates, chrono)
 
     def _assess_pixels(self, radiograph: Radiograph, gates: list[GateResult], chrono
@@ -175,61 +168,33 @@ class Assessor:
         uid = radiograph.facts.sop_instance_uid
         gates += image_gates(radiograph.pixels, radiograph.color_saturation, self.limits)
         if (failed := _first_rejection(gates)) is not None:
-            return _rejected(uid, failed, gates, radiograph=radiograph)
+            return self._rejected(uid, failed, gates, radiograph=radiograph)
         gates.append(anatomy_gate(radiograph.pixels, self.hand_check, self.limits))
         if (failed := _first_rejection(gates)) is not None:
-            return _rejected(uid, failed, gates, radiograph=radiograph)
+            return self._rejected(uid, failed, gates, radiograph=radiograph)
         sex = radiograph.facts.sex if radiograph.facts.sex in {"M", "F"} else None
-        prediction = self._predict(radiograph.pixels, sex)
+        [prediction] = self.predictor.predict([radiograph.pixels],
+                                              [None if sex is None else sex == "M"],
+                                              heatmaps=self.heatmaps)
         clinical = clinical_numbers(prediction.bone_age_months, chrono, sex)
         gates += decision_gates(prediction, clinical, sex, self.limits)
         flags = [g.code for g in gates if not g.passed and g.code in Flag.__members__]
         failed = _first_rejection(gates)
-        return Assessment(uid, REJECTED if failed else ASSESSED, failed, flags, gates,
-                          prediction, clinical, sex or "both", radiograph)
+        return Assessment(uid, Outcome.REJECTED if failed else Outcome.ASSESSED, failed, flags,
+                          gates, self.model, prediction, clinical, sex or "both", radiograph)
 
-    def _predict(self, pixels: np.ndarray, sex: str | None) -> Prediction:
-        if sex is not None:
-            return self.predictor.predict([pixels], [sex == "M"], heatmaps=self.heatmaps)[0]
-        # Unknown sex: assess as both and report the mean, with an interval covering both.
-        male, female = self.predictor.predict([pixels, pixels], [True, False],
-                                              heatmaps=self.heatmaps)
-        age = (male.bone_age_months + female.bone_age_months) / 2
-        interval = None
-        if male.interval_95 and female.interval_95:
-            interval = (min(male.interval_95[0], female.interval_95[0]),
-                        max(male.interval_95[1], female.interval_95[1]))
-        probability = None
-        if male.stage_probability is not None and female.stage_probability is not None:
-            probability = min(male.stage_probability, female.stage_probability)
-        width = None if interval is None else interval[1] - interval[0]
-        heatmap = None if male.heatmap is None or female.heatmap is None \
-            else (male.heatmap + female.heatmap) / 2
-        return dataclasses.replace(
-            male, bone_age_months=age, interval_95=interval,
-            stage=STAGE_NAMES[int(stage_of(_tensor(age))[0])], stage_probability=probability,
-            confidence=None if probability is None else confidence_tier(probability, width),
-            heatmap=heatmap,
-        )
-
-
-def _tensor(value: float):  # type: ignore[no-untyped-def]
-    import torch
-
-    return torch.tensor([value])
-
+    def _rejected(self, uid: str, reason: str, gates: list[GateResult],
+                  detail: str | None = None, radiograph: Radiograph | None = None
+                  ) -> Assessment:
+        flags = [g.code for g in gates if not g.passed and g.code in Flag.__members__]
+        return Assessment(uid, Outcome.REJECTED, reason, flags, gates, self.model,
+                          radiograph=radiograph, detail=detail)
 
 def _first_rejection(gates: list[GateResult]) -> str | None:
     for gate in gates:
         if not gate.passed and gate.code in Reason.__members__:
             return gate.code
     return None
-
-
-def _rejected(uid: str, reason: str, gates: list[GateResult], detail: str | None = None,
-              radiograph: Radiograph | None = None) -> Assessment:
-    flags = [g.code for g in gates if not g.passed and g.code in Flag.__members__]
-    return Assessment(uid, REJECTED, reason, flags, gates, radiograph=radiograph, detail=detail)
 
 
 _LOADING = threading.Lock()

@@ -17,17 +17,17 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicom_io.content import Outcome
 from service.audit.session import transaction
 from service.audit.status import advance
 from service.audit.tables import AssessmentRecord, GateRecord, Instance, InstanceStatus
 from service.outbox import queue_deliveries, write_outputs
-from service.pipeline import ASSESSED, Assessment, Assessor
+from service.pipeline import Assessment, Assessor
 from service.reporting import build_outputs
 
 log = logging.getLogger(__name__)
 
 AssessorProvider = Callable[[], Assessor]
-_OUTCOME = {ASSESSED: InstanceStatus.ASSESSED, "rejected": InstanceStatus.REJECTED}
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def process_instance(sessions: sessionmaker[Session], instance_id: int,
         spool_path = row.spool_path
     try:
         current = assessor()
-        version = current.predictor.card.version
+        version = current.model.version
         stored = _stored(sessions, instance_id, version)
         if stored is not None:
             return _finish(sessions, instance_id, stored.status, stored.reason,
@@ -69,10 +69,10 @@ def process_instance(sessions: sessionmaker[Session], instance_id: int,
     except Exception as exc:
         return _fail(sessions, instance_id, "pipeline", exc)
     try:
-        written = _write_outputs(assessment, current, outputs)
+        written = _write_outputs(assessment, outputs)
     except Exception as exc:
         return _fail(sessions, instance_id, "report building", exc)
-    final = _record(sessions, instance_id, assessment, current, written, outputs)
+    final = _record(sessions, instance_id, assessment, written, outputs)
     if written and outputs is not None:
         outputs.wake()
     return final
@@ -90,12 +90,11 @@ def _fail(sessions: sessionmaker[Session], instance_id: int, step: str,
     return InstanceStatus.FAILED
 
 
-def _write_outputs(assessment: Assessment, assessor: Assessor, outputs: OutputPolicy | None
+def _write_outputs(assessment: Assessment, outputs: OutputPolicy | None
                    ) -> dict[str, tuple[str, Path]]:
     if outputs is None or not outputs.destinations:
         return {}
-    datasets = build_outputs(assessment, assessor.predictor.card,
-                             report_rejections=outputs.report_rejections)
+    datasets = build_outputs(assessment, report_rejections=outputs.report_rejections)
     return write_outputs(outputs.outbox, datasets)
 
 
@@ -107,34 +106,49 @@ def _stored(sessions: sessionmaker[Session], instance_id: int, version: str
             AssessmentRecord.model_version == version)).first()
 
 
-def _finish(sessions: sessionmaker[Session], instance_id: int, status: str,
+def _finish(sessions: sessionmaker[Session], instance_id: int, outcome: Outcome,
             reason: str | None, detail: str) -> InstanceStatus:
-    final = _OUTCOME[status]
+    final = InstanceStatus(outcome.value)
     with transaction(sessions) as session:
         advance(session, instance_id, final, allowed_from=(InstanceStatus.PROCESSING,),
                 detail=detail, reason=reason)
     return final
 
 
-def _record(sessions: sessionmaker[Session], instance_id: int, assessment: Assessment,
-            assessor: Assessor, written: dict[str, tuple[str, Path]],
-            outputs: OutputPolicy | None) -> InstanceStatus:
-    card = assessor.predictor.card
-    p = assessment.prediction
-    numbers = assessment.numbers()
-    interval = numbers.pop("interval_95") or (None, None)
-    del numbers["normal_range_months"]
-    record = AssessmentRecord(
-        instance_id=instance_id, model_name=card.name, model_version=card.version,
-        weights_sha256=card.weights_sha256, synthetic=card.synthetic,
-        status=assessment.status, reason=assessment.reason, reason_text=assessment.reason_text,
+def assessment_record(instance_id: int, assessment: Assessment) -> AssessmentRecord:
+    """The audit row of an assessment, field by field: a clinical number added to the
+    assessment shows up here as a missing column, not inside the audit write."""
+    p, c, model = assessment.prediction, assessment.clinical, assessment.model
+    low, high = (p.interval_95 if p is not None and p.interval_95 else (None, None))
+    return AssessmentRecord(
+        instance_id=instance_id,
+        model_name=model.name, model_version=model.version,
+        weights_sha256=model.weights_sha256, synthetic=model.synthetic,
+        status=assessment.status, reason=assessment.reason,
+        reason_text=assessment.reason_text,
         flags=",".join(assessment.flags) or None, sex_used=assessment.sex_used,
-        interval_low_months=interval[0], interval_high_months=interval[1], **numbers,
+        bone_age_months=None if p is None else p.bone_age_months,
+        interval_low_months=low, interval_high_months=high,
+        stage=None if p is None else p.stage,
+        stage_probability=None if p is None else p.stage_probability,
+        confidence=None if p is None else p.confidence,
+        chronological_age_months=None if c is None else c.chronological_age_months,
+        chronological_age_source=None if c is None else c.chronological_age_source,
+        difference_months=None if c is None else c.difference_months,
+        sd_months=None if c is None else c.sd_months,
+        sds=None if c is None else c.sds,
+        classification=None if c is None else c.classification,
         gates=[GateRecord(position=index, name=g.name, passed=g.passed, code=g.code,
                           value=None if g.value is None else str(g.value), threshold=g.threshold)
                for index, g in enumerate(assessment.gates)],
     )
-    final = _OUTCOME[assessment.status]
+
+
+def _record(sessions: sessionmaker[Session], instance_id: int, assessment: Assessment,
+            written: dict[str, tuple[str, Path]], outputs: OutputPolicy | None
+            ) -> InstanceStatus:
+    p = assessment.prediction
+    final = InstanceStatus(assessment.status.value)
     if final is InstanceStatus.ASSESSED:
         detail = f"bone age {p.bone_age_months:.1f} months" if p else "assessed"
         if assessment.flags:
@@ -142,7 +156,7 @@ def _record(sessions: sessionmaker[Session], instance_id: int, assessment: Asses
     else:
         detail = f"rejected: {assessment.reason_text}"
     with transaction(sessions) as session:
-        session.add(record)
+        session.add(assessment_record(instance_id, assessment))
         if written and outputs is not None:
             queue_deliveries(session, instance_id, written, list(outputs.destinations))
         advance(session, instance_id, final, allowed_from=(InstanceStatus.PROCESSING,),

@@ -35,7 +35,7 @@ def test_audit_commands_report_what_arrived(tmp_path, backend, start_service):
     assert [e["status"] for e in shown["events"]] == ["RECEIVED", "QUEUED", "PROCESSING",
                                                       "REJECTED"]
     [assessment] = shown["assessments"]
-    assert assessment["status"] == "rejected" and assessment["reason"] == shown["status_reason"]
+    assert assessment["status"] == "REJECTED" and assessment["reason"] == shown["status_reason"]
     # The shipped default is the research model trained on real radiographs.
     assert assessment["synthetic"] is False and assessment["gates"][0]["name"] == "sop_class"
     failed = [g for g in assessment["gates"] if not g["passed"]]

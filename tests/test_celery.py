@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import select
 
+from dicom_io.content import Outcome
 from service.audit.tables import AssessmentRecord, InstanceStatus
 from tests.factory import write_image
 from tests.peers import ServiceProcess, boneage_command, storescu
@@ -57,7 +58,7 @@ def test_celery_worker_processes_what_serve_receives(
     with sessions() as session:
         [record] = session.scalars(select(AssessmentRecord).where(
             AssessmentRecord.instance_id == assessed.id)).all()
-    assert record.status == "assessed" and 0 < record.bone_age_months < 240
+    assert record.status is Outcome.ASSESSED and 0 < record.bone_age_months < 240
 
 
 def test_broker_down_keeps_the_instance_and_a_restart_resumes_it(

@@ -76,8 +76,9 @@ def test_predictor_returns_the_prediction_contract(tmp_path):
         assert low <= prediction.bone_age_months <= high
         assert 0.0 <= prediction.stage_probability <= 1.0
         assert prediction.confidence in {"High", "Medium", "Low"}
-        assert prediction.model_name == "boneage-b0" and prediction.synthetic
-        assert "NOT FOR DIAGNOSTIC USE" in prediction.warning and "synthetic" in prediction.warning
+    model = predictor.model
+    assert model.name == "boneage-b0" and model.synthetic
+    assert "NOT FOR DIAGNOSTIC USE" in model.warning and "synthetic" in model.warning
     # Regression-only networks report no interval and no stage probability.
     save_untrained(tmp_path / "resnet", "resnet18")
     [plain] = Predictor.from_dir(tmp_path / "resnet").predict(images[:1], [True])
@@ -125,3 +126,17 @@ def test_tta_views_average_the_distribution_and_keep_the_contract(tmp_path):
         low, high = tta.interval_95
         assert low <= tta.bone_age_months <= high and 0.0 <= tta.stage_probability <= 1.0
         assert tta.heatmap is not None and tta.bone_age_months != single.bone_age_months
+
+
+def test_unknown_sex_is_read_as_both_and_merged_by_one_rule():
+    """The unknown-sex rule lives in the Predictor: the mean of the boy's and the girl's
+    age, an interval covering both, the lower stage probability, and the same tier rule."""
+    predictor = Predictor.from_dir(PHANTOM_MODEL_DIR)
+    image = bone_bright(render(60, False, 3, size=256))
+    boy, girl, either = predictor.predict([image, image, image], [True, False, None])
+    assert either.bone_age_months == pytest.approx(
+        (boy.bone_age_months + girl.bone_age_months) / 2, abs=1e-4)
+    assert either.interval_95[0] == pytest.approx(min(boy.interval_95[0], girl.interval_95[0]))
+    assert either.interval_95[1] == pytest.approx(max(boy.interval_95[1], girl.interval_95[1]))
+    assert either.stage_probability <= max(boy.stage_probability, girl.stage_probability)
+    assert either.confidence in {"High", "Medium", "Low"}

@@ -12,7 +12,8 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
-from dicom_io.sr import ReportContent, build_sr
+from dicom_io.content import Outcome, ReportContent
+from dicom_io.sr import build_sr
 from service.audit.session import make_engine, make_session_factory, transaction, upgrade
 from service.audit.tables import Delivery, DeliveryStatus, Instance, InstanceStatus, utcnow
 from service.outbox import Deliverer, backoff, queue_deliveries, write_outputs
@@ -30,7 +31,7 @@ def sessions(tmp_path, backend):
 
 def report(seed: int = 0):
     source = make_image(seed=seed)
-    content = ReportContent(outcome="assessed", algorithm_name="boneage-b0",
+    content = ReportContent(outcome=Outcome.ASSESSED, algorithm_name="boneage-b0",
                             algorithm_version="test", weights_sha256="0" * 64,
                             warning="NOT FOR DIAGNOSTIC USE", synthetic=True,
                             bone_age_months=100.0, stage="mid childhood")

@@ -28,6 +28,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from dicom_io.content import Outcome
+
 # Stable constraint names so Alembic migrations can refer to them on every backend.
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -63,7 +65,6 @@ class Base(DeclarativeBase):
 
 
 class AssociationOutcome(enum.StrEnum):
-    REQUESTED = "REQUESTED"  # open, or the process ended before it closed
     ACCEPTED = "ACCEPTED"  # established; still open
     RELEASED = "RELEASED"
     ABORTED = "ABORTED"
@@ -74,14 +75,13 @@ class InstanceStatus(enum.StrEnum):
     """Where one received C-STORE request stands.
 
     RECEIVED -> QUEUED -> PROCESSING -> ASSESSED | REJECTED | FAILED. DUPLICATE, REFUSED and
-    INVALID are final at receipt. WAITING is kept for rows written by the first release, which
-    had no pipeline.
+    INVALID are final at receipt. ASSESSED and REJECTED share their values with
+    `dicom_io.content.Outcome`.
     """
 
     RECEIVED = "RECEIVED"  # spooled and committed; not yet handed off
     QUEUED = "QUEUED"  # handed to the embedded runner or the Celery broker
     PROCESSING = "PROCESSING"
-    WAITING = "WAITING"  # picked up, but there is no assessment pipeline to run yet
     ASSESSED = "ASSESSED"  # bone age estimated (flags may ask for review)
     REJECTED = "REJECTED"  # a gate refused it; status_reason has the first failing code
     FAILED = "FAILED"  # our fault (an exception in the pipeline); kept for a re-run
@@ -195,7 +195,7 @@ class AssessmentRecord(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     weights_sha256: Mapped[str] = mapped_column(String(64))
     synthetic: Mapped[bool] = mapped_column(Boolean)
-    status: Mapped[str] = mapped_column(String(16))  # assessed | rejected
+    status: Mapped[Outcome] = mapped_column(Enum(Outcome, native_enum=False, length=16))
     reason: Mapped[str | None] = mapped_column(String(32))
     reason_text: Mapped[str | None] = mapped_column(Text)
     flags: Mapped[str | None] = mapped_column(Text)  # comma-separated flag codes

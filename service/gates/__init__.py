@@ -8,10 +8,12 @@ travel with an assessment for the radiologist to weigh.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from pydantic import BaseModel, Field
+
+from dicom_io.content import GateResult
+
+__all__ = ["REASON_TEXT", "Flag", "GateResult", "GateThresholds", "Reason"]
 
 
 class Reason(enum.StrEnum):
@@ -61,18 +63,6 @@ REASON_TEXT = {
     Flag.IMPLAUSIBLE_FOR_AGE: "bone age is more than 4 SD from chronological age",
     Flag.SEX_MISSING: "patient sex missing: assessed for both sexes, no SDS",
 }
-
-
-@dataclass(frozen=True)
-class GateResult:
-    name: str
-    passed: bool
-    code: str | None  # the reason (or flag) code when not passed
-    value: float | str | None  # what was measured
-    threshold: str | None  # what it was held against, in words ("> 0.02", "PA|AP")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class GateThresholds(BaseModel):
