@@ -20,17 +20,13 @@ from pynetdicom.sop_class import (
     Comprehensive3DSRStorage,
     SecondaryCaptureImageStorage,
 )
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
+
+from dicom_io.nodes import Destination
 
 log = logging.getLogger(__name__)
 
 OUTPUT_SOP_CLASSES = (Comprehensive3DSRStorage, SecondaryCaptureImageStorage)
-
-
-@dataclass(frozen=True)
-class Destination:
-    ae_title: str
-    host: str
-    port: int
 
 
 @dataclass(frozen=True)
@@ -41,7 +37,13 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and self.status in (0x0000, 0xB000, 0xB007, 0xB006)
+        return stored(self.status)
+
+
+def stored(status: int | None) -> bool:
+    """A C-STORE response that means the peer has the object: success, or a warning
+    (coercion, elements discarded), as PS3.4 Annex B and pynetdicom class them."""
+    return status is not None and code_to_category(status) in {STATUS_SUCCESS, STATUS_WARNING}
 
 
 def send_files(paths: Sequence[Path], destination: Destination, *, calling_ae: str,
@@ -69,7 +71,7 @@ def send_files(paths: Sequence[Path], destination: Destination, *, calling_ae: s
                 results.append(SendResult(path, None, f"{type(exc).__name__}: {exc}"))
                 continue
             code = int(status.Status) if status and "Status" in status else None
-            error = None if code in (0x0000, 0xB000, 0xB007, 0xB006) else (
+            error = None if stored(code) else (
                 "no response (association dropped)" if code is None
                 else f"C-STORE status 0x{code:04X}")
             results.append(SendResult(path, code, error))

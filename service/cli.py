@@ -90,7 +90,7 @@ def serve() -> None:
     from service.processing import process_instance
     from service.server import Service
 
-    deliverer = Deliverer(runtime.sessions, settings)
+    deliverer = Deliverer(runtime.sessions, runtime.delivery_policy())
     outputs = runtime.output_policy(deliverer.wake)
     runner = None
     if settings.broker_url:

@@ -14,6 +14,8 @@ import os
 import ssl
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,10 +23,10 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_io.scu import Destination, send_files
+from dicom_io.nodes import Destination
+from dicom_io.scu import send_files
 from service.audit.session import transaction
 from service.audit.tables import Delivery, DeliveryStatus, utcnow
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +48,27 @@ def write_outputs(outbox: Path, outputs: dict[str, Dataset]) -> dict[str, tuple[
     return written
 
 
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """What the deliverer needs to know, and no more: who we are, how it retries, when it
+    gives up, and the TLS context of outbound associations (None: plain TCP)."""
+
+    calling_ae: str
+    retry_initial_s: float = 5.0
+    retry_max_s: float = 600.0
+    give_up_hours: float = 24.0
+    poll_s: float = 1.0
+    tls: ssl.SSLContext | None = None
+
+
 def queue_deliveries(session: Session, instance_id: int,
-                     written: dict[str, tuple[str, Path]], destinations: list[str]) -> int:
+                     written: dict[str, tuple[str, Path]],
+                     destinations: Sequence[Destination]) -> int:
     """One PENDING row per output and destination, unless that pair is already known."""
     added = 0
     for kind, (uid, path) in written.items():
-        for destination in destinations:
+        for node in destinations:
+            destination = str(node)
             exists = session.scalars(select(Delivery.id).where(
                 Delivery.sop_instance_uid == uid, Delivery.destination == destination)).first()
             if exists is not None:
@@ -72,13 +89,12 @@ def backoff(attempts: int, initial_s: float, max_s: float) -> timedelta:
 class Deliverer:
     """Sends what is due. `wake()` after queueing makes the next round start at once."""
 
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(self, sessions: sessionmaker[Session], policy: DeliveryPolicy) -> None:
         self._sessions = sessions
-        self._settings = settings
+        self._policy = policy
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._tls = _tls_context(settings)
 
     def wake(self) -> None:
         self._wake.set()
@@ -100,7 +116,7 @@ class Deliverer:
                 self.run_due()
             except Exception:
                 log.exception("delivery round failed; will retry")
-            self._wake.wait(self._settings.delivery_poll_s)
+            self._wake.wait(self._policy.poll_s)
             self._wake.clear()
 
     def run_due(self, now: datetime | None = None) -> int:
@@ -122,14 +138,11 @@ class Deliverer:
 
     def _send(self, destination: str, rows: list[Delivery], now: datetime) -> int:
         """Send and record; `now` is the round's clock (the retry window is judged by it)."""
-        ae, _, address = destination.partition("@")
-        host, _, port = address.rpartition(":")
-        target = Destination(ae, host.strip("[]"), int(port))
-        results = send_files([Path(row.path) for row in rows], target,
-                             calling_ae=self._settings.ae_title, tls=self._tls)
+        policy = self._policy
+        results = send_files([Path(row.path) for row in rows], Destination.parse(destination),
+                             calling_ae=policy.calling_ae, tls=policy.tls)
         by_path = {str(result.path): result for result in results}
         delivered = 0
-        settings = self._settings
         with transaction(self._sessions) as session:
             for row in rows:
                 result = by_path[row.path]
@@ -146,28 +159,25 @@ class Deliverer:
                     delivered += 1
                     log.info("delivered %s of instance %d to %s", current.kind,
                              current.instance_id, destination)
-                elif now - current.created_at >= timedelta(hours=settings.delivery_give_up_hours):
+                elif now - current.created_at >= timedelta(hours=policy.give_up_hours):
                     current.status = DeliveryStatus.DEAD
                     log.error("dead-letter: %s of instance %d to %s after %d attempts: %s",
                               current.kind, current.instance_id, destination, current.attempts,
                               result.error)
                 else:
                     current.next_attempt_at = now + backoff(
-                        current.attempts, settings.delivery_retry_initial_s,
-                        settings.delivery_retry_max_s)
+                        current.attempts, policy.retry_initial_s, policy.retry_max_s)
                     log.warning("delivery of %s (instance %d) to %s failed, attempt %d: %s",
                                 current.kind, current.instance_id, destination,
                                 current.attempts, result.error)
         return delivered
 
 
-def _tls_context(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.delivery_tls:
-        return None
-    context = ssl.create_default_context(
-        cafile=str(settings.delivery_tls_ca_file) if settings.delivery_tls_ca_file else None)
-    if settings.delivery_tls_cert_file:
-        context.load_cert_chain(str(settings.delivery_tls_cert_file),
-                                str(settings.delivery_tls_key_file)
-                                if settings.delivery_tls_key_file else None)
+def tls_context(ca_file: Path | None, cert_file: Path | None = None,
+                key_file: Path | None = None) -> ssl.SSLContext:
+    """A client context that verifies the destination against `ca_file` (the system's CAs
+    when None) and presents our certificate when one is given."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if cert_file:
+        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
     return context

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_io.content import Outcome
+from dicom_io.nodes import Destination
 from service.audit.session import transaction
 from service.audit.status import advance
 from service.audit.tables import AssessmentRecord, GateRecord, Instance, InstanceStatus
@@ -35,7 +36,7 @@ class OutputPolicy:
     """Where results go: written to `outbox`, queued for every destination."""
 
     outbox: Path
-    destinations: tuple[str, ...]
+    destinations: tuple[Destination, ...]
     report_rejections: bool = True
     wake: Callable[[], None] = field(default=lambda: None)  # nudge the deliverer
 
@@ -158,7 +159,7 @@ def _record(sessions: sessionmaker[Session], instance_id: int, assessment: Asses
     with transaction(sessions) as session:
         session.add(assessment_record(instance_id, assessment))
         if written and outputs is not None:
-            queue_deliveries(session, instance_id, written, list(outputs.destinations))
+            queue_deliveries(session, instance_id, written, outputs.destinations)
         advance(session, instance_id, final, allowed_from=(InstanceStatus.PROCESSING,),
                 detail=detail, reason=assessment.reason)
     log.info("instance %d %s%s", instance_id, final.value.lower(),

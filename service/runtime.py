@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.audit.session import ensure_schema, make_engine, make_session_factory
+from service.outbox import DeliveryPolicy, tls_context
 from service.pipeline import Assessor, shared_assessor
 from service.processing import OutputPolicy
 from service.settings import Settings
@@ -24,13 +25,26 @@ class Runtime:
 
     def output_policy(self, wake: Callable[[], None] | None = None) -> OutputPolicy:
         settings = self.settings
-        return OutputPolicy(settings.outbox_dir, tuple(str(d) for d in settings.destinations),
+        return OutputPolicy(settings.outbox_dir, tuple(settings.destinations),
                             settings.report_rejections, wake or (lambda: None))
+
+    def delivery_policy(self) -> DeliveryPolicy:
+        return delivery_policy(self.settings)
 
     def assessor(self) -> Assessor:
         """The pipeline's networks, loaded on first use in this process (after any fork)."""
         return shared_assessor(self.settings.model_dir, self.settings.gates,
                                self.settings.device)
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    """The deliverer's part of the settings, with the outbound TLS context opened once."""
+    tls = tls_context(settings.delivery_tls_ca_file, settings.delivery_tls_cert_file,
+                      settings.delivery_tls_key_file) if settings.delivery_tls else None
+    return DeliveryPolicy(
+        calling_ae=settings.ae_title, retry_initial_s=settings.delivery_retry_initial_s,
+        retry_max_s=settings.delivery_retry_max_s,
+        give_up_hours=settings.delivery_give_up_hours, poll_s=settings.delivery_poll_s, tls=tls)
 
 
 def open_runtime(settings: Settings) -> Runtime:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,29 +22,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from dicom_io.nodes import Destination, check_ae_title
 from service.gates import GateThresholds
+
+__all__ = ["CallerRule", "Destination", "Settings", "SettingsError", "load_settings"]
 
 ENV_PREFIX = "BONEAGE_"
 CONFIG_FILE_ENV = "BONEAGE_CONFIG_FILE"
 
-# PS3.5 6.2: AE titles are up to 16 characters of the default repertoire, no backslash or controls.
-_AE_TITLE = re.compile(r"^[ -\[\]-~]{1,16}$")
-
-
 class SettingsError(ValueError):
     """A configuration value is wrong; the message names the variable and what it should be."""
-
-
-@dataclass(frozen=True)
-class Destination:
-    """A DICOM node results are sent to (C-STORE SCP)."""
-
-    ae_title: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -71,32 +57,12 @@ def _same_address(a: str, b: str) -> bool:
         return a == b
 
 
-def _check_ae_title(value: str) -> str:
-    value = value.strip()
-    if not _AE_TITLE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid AE title (1-16 printable characters, no backslash)"
-        )
-    return value
-
-
 def _split_list(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return [str(part).strip() for part in value if str(part).strip()]
-
-
-def parse_destination(text: str) -> Destination:
-    """Parse `AE@host:port`, the form PACS admins already use in their routing tables."""
-    match = re.fullmatch(r"(?P<ae>[^@]+)@(?P<host>\[[^\]]+\]|[^:@]+):(?P<port>\d+)", text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not of the form AE@host:port")
-    port = int(match["port"])
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: port {port} is outside 1-65535")
-    return Destination(_check_ae_title(match["ae"]), match["host"].strip("[]"), port)
 
 
 def parse_caller(text: str) -> CallerRule:
@@ -107,7 +73,7 @@ def parse_caller(text: str) -> CallerRule:
             ipaddress.ip_address(address)
         except ValueError:
             raise ValueError(f"{text!r}: {address!r} is not an IP address") from None
-    return CallerRule(_check_ae_title(ae), address or None)
+    return CallerRule(check_ae_title(ae), address or None)
 
 
 class Settings(BaseSettings):
@@ -172,7 +138,7 @@ class Settings(BaseSettings):
     @field_validator("ae_title")
     @classmethod
     def _ae_title(cls, value: str) -> str:
-        return _check_ae_title(value)
+        return check_ae_title(value)
 
     @field_validator("bind")
     @classmethod
@@ -188,7 +154,7 @@ class Settings(BaseSettings):
     def _destinations(cls, value: Any) -> list[Destination]:
         if value and isinstance(value, list) and isinstance(value[0], Destination):
             return value
-        return [parse_destination(part) for part in _split_list(value)]
+        return [Destination.parse(part) for part in _split_list(value)]
 
     @field_validator("allowed_callers", mode="before")
     @classmethod

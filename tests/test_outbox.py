@@ -13,10 +13,12 @@ from pydicom import dcmread
 from sqlalchemy import select
 
 from dicom_io.content import Outcome, ReportContent
+from dicom_io.nodes import Destination
 from dicom_io.sr import build_sr
 from service.audit.session import make_engine, make_session_factory, transaction, upgrade
 from service.audit.tables import Delivery, DeliveryStatus, Instance, InstanceStatus, utcnow
-from service.outbox import Deliverer, backoff, queue_deliveries, write_outputs
+from service.outbox import Deliverer, DeliveryPolicy, backoff, queue_deliveries, write_outputs
+from service.runtime import delivery_policy
 from service.settings import load_settings
 from tests.factory import make_image
 from tests.peers import free_port, port_open, tool, wait_for
@@ -45,8 +47,8 @@ def queued(sessions, tmp_path: Path, destination: str) -> int:
                        status=InstanceStatus.ASSESSED)
         session.add(row)
         session.flush()
-        queue_deliveries(session, row.id, written, [destination])
-        queue_deliveries(session, row.id, written, [destination])  # idempotent
+        queue_deliveries(session, row.id, written, [Destination.parse(destination)])
+        queue_deliveries(session, row.id, written, [Destination.parse(destination)])  # idempotent
         return row.id
 
 
@@ -64,8 +66,7 @@ def test_unreachable_destination_backs_off_then_dead_letters(sessions, tmp_path,
     destination = f"PACS@127.0.0.1:{free_port()}"  # nobody listens
     queued(sessions, tmp_path, destination)
     assert len(deliveries(sessions)) == 1
-    settings = load_settings(var_dir=tmp_path, delivery_retry_initial_s=30)
-    deliverer = Deliverer(sessions, settings)
+    deliverer = Deliverer(sessions, DeliveryPolicy("BONEAGE", retry_initial_s=30))
     assert deliverer.run_due() == 0
     [row] = deliveries(sessions)
     assert row.status is DeliveryStatus.PENDING and row.attempts == 1
@@ -85,7 +86,8 @@ def test_pending_deliveries_resume_after_a_restart(sessions, tmp_path):
     port = free_port()
     queued(sessions, tmp_path, f"STORESCP@127.0.0.1:{port}")
     # "Before the restart" one attempt failed: the PACS was down.
-    first = Deliverer(sessions, load_settings(var_dir=tmp_path, delivery_retry_initial_s=0.1))
+    policy = DeliveryPolicy("BONEAGE", retry_initial_s=0.1)
+    first = Deliverer(sessions, policy)
     first.run_due()
     assert deliveries(sessions)[0].attempts == 1
     received = tmp_path / "pacs"
@@ -94,8 +96,7 @@ def test_pending_deliveries_resume_after_a_restart(sessions, tmp_path):
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: port_open(port), timeout=20)
-        restarted = Deliverer(sessions, load_settings(var_dir=tmp_path,
-                                                      delivery_retry_initial_s=0.1)).start()
+        restarted = Deliverer(sessions, policy).start()
         wait_for(lambda: deliveries(sessions)[0].status is DeliveryStatus.DELIVERED, timeout=30)
         restarted.stop()
     finally:
@@ -147,13 +148,14 @@ def test_outbound_tls_delivers_to_a_tls_peer_and_refuses_an_unknown_one(sessions
                               evt_handlers=[(evt.EVT_C_STORE, on_store)])
     try:
         queued(sessions, tmp_path, f"TLSPACS@127.0.0.1:{port}")
-        untrusted = Deliverer(sessions, load_settings(var_dir=tmp_path, delivery_tls=True))
+        untrusted = Deliverer(sessions, delivery_policy(
+            load_settings(var_dir=tmp_path, delivery_tls=True)))
         untrusted.run_due()  # the system CAs do not know our throwaway CA
         assert deliveries(sessions)[0].status is DeliveryStatus.PENDING and stored == []
         with transaction(sessions) as session:
             session.get(Delivery, deliveries(sessions)[0].id).next_attempt_at = utcnow()
-        trusted = Deliverer(sessions, load_settings(var_dir=tmp_path, delivery_tls=True,
-                                                    delivery_tls_ca_file=ca))
+        trusted = Deliverer(sessions, delivery_policy(
+            load_settings(var_dir=tmp_path, delivery_tls=True, delivery_tls_ca_file=ca)))
         assert trusted.run_due() == 1
     finally:
         server.shutdown()

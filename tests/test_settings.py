@@ -74,3 +74,14 @@ def test_serve_refuses_to_start_with_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert "configuration error" in result.stderr and "BONEAGE_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_destination_prints_as_it_parses():
+    """The audit rows store a destination as its string and the deliverer parses it back."""
+    for text in ("ORTHANC@127.0.0.1:4242", "PACS2@pacs.local:104", "V6@[::1]:11112"):
+        node = Destination.parse(text)
+        assert str(node) == text and Destination.parse(str(node)) == node
+    assert Destination.parse("V6@[::1]:11112").host == "::1"
+    for bad in ("ORTHANC@host", "TOO-LONG-AE-TITLE-X@h:1", "A@h:70000"):
+        with pytest.raises(ValueError):
+            Destination.parse(bad)
