@@ -42,7 +42,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from dicom_io.pixels import decode, image_facts, read_dataset
+    from dicom_io.header import header_facts, read_dataset
+    from dicom_io.pixels import decode
     from models.phantom import render
     from service.clinical import chronological_age
     from service.gates.anatomy import anatomy_gate
@@ -59,7 +60,7 @@ def main() -> None:
             path, enforce_file_format=True)
         size_mb = path.stat().st_size / 1e6
         dataset = read_dataset(path)
-        facts = image_facts(dataset)
+        facts = header_facts(dataset)
         radiograph = decode(dataset, facts)
         pixels = radiograph.pixels
         chrono = chronological_age(facts.birth_date, facts.study_date, facts.patient_age)

@@ -8,14 +8,14 @@ through pydicom's pylibjpeg plugins (JPEG baseline/extended/lossless, JPEG-LS, J
 An RGB image (a secondary capture of a radiograph, or a photograph) becomes gray; how colourful
 it was is kept for the colour-photo gate.
 
-Every failure raises `DecodeError` with a reason that names no patient.
+Every failure raises `DecodeError` with a reason that names no patient. What the header says
+is read by `dicom_io.header`.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -23,39 +23,27 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-from dicom_io.header import InstanceKey
+from dicom_io.header import (
+    HeaderFacts,
+    UnreadableDataset,
+    as_int,
+    header_facts,
+    read_dataset,
+    without_pixels,
+)
 
 ROBUST_WINDOW = (0.5, 99.5)  # percentiles used when a file carries no window
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # Pixel Data, Float, Double Float
 
 
-class DecodeError(ValueError):
+class DecodeError(UnreadableDataset):
     """The pixels cannot be turned into a radiograph; the message says why."""
-
-
-@dataclass(frozen=True)
-class ImageFacts(InstanceKey):
-    """What the header says, read before any pixel is decoded (the header gates use it)."""
-
-    sex: str | None  # "M", "F", "O" or None when absent
-    birth_date: date | None
-    study_date: date | None
-    patient_age: str | None  # the AS string, e.g. "010Y"
-    body_part: str | None  # BodyPartExamined
-    anatomic_region: str | None  # AnatomicRegionSequence code meaning
-    view: str | None  # ViewPosition, or the view code's meaning
-    laterality: str | None
-    photometric: str
-    rows: int
-    columns: int
-    pixel_spacing_mm: tuple[float, float] | None
 
 
 @dataclass(frozen=True)
 class Radiograph:
     """DESIGN.md's Radiograph: display-ready pixels and the header facts the pipeline uses."""
 
-    facts: ImageFacts
+    facts: HeaderFacts
     pixels: np.ndarray  # float32 (rows, columns) in [0, 1], bone bright
     color_saturation: float | None  # mean HSV saturation of a colour image, else None
     header: Dataset | None  # the source dataset without pixel data (None for PNG/JPEG input)
@@ -63,15 +51,6 @@ class Radiograph:
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
-
-
-def read_dataset(path: Path) -> Dataset:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pydicom.dcmread(path)
-    except Exception as exc:
-        raise DecodeError(f"cannot parse dataset: {type(exc).__name__}: {exc}") from None
 
 
 def read_radiograph(path: Path) -> Radiograph:
@@ -83,34 +62,8 @@ def read_radiograph_pixels(path: Path) -> np.ndarray:
     return read_radiograph(path).pixels
 
 
-def image_facts(dataset: Dataset) -> ImageFacts:
-    """Header facts; tolerant of missing or malformed values (they become None)."""
-    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-    return ImageFacts(
-        sop_class_uid=str(dataset.get("SOPClassUID", "")),
-        sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
-        study_instance_uid=str(dataset.get("StudyInstanceUID", "")),
-        series_instance_uid=str(dataset.get("SeriesInstanceUID", "")),
-        transfer_syntax_uid=str(syntax) if syntax else None,
-        modality=_text(_get(dataset, "Modality")),
-        sex=(_text(_get(dataset, "PatientSex")) or "").upper()[:1] or None,
-        birth_date=_date(_get(dataset, "PatientBirthDate")),
-        study_date=_date(_get(dataset, "StudyDate") or _get(dataset, "AcquisitionDate")
-                         or _get(dataset, "ContentDate")),
-        patient_age=_text(_get(dataset, "PatientAge")),
-        body_part=_text(_get(dataset, "BodyPartExamined")),
-        anatomic_region=_code_meaning(dataset, "AnatomicRegionSequence"),
-        view=_text(_get(dataset, "ViewPosition")) or _code_meaning(dataset, "ViewCodeSequence"),
-        laterality=_text(_get(dataset, "ImageLaterality")) or _text(_get(dataset, "Laterality")),
-        photometric=_text(_get(dataset, "PhotometricInterpretation")) or "MONOCHROME2",
-        rows=_int(_get(dataset, "Rows")),
-        columns=_int(_get(dataset, "Columns")),
-        pixel_spacing_mm=_spacing(dataset),
-    )
-
-
-def decode(dataset: Dataset, facts: ImageFacts | None = None) -> Radiograph:
-    facts = facts or image_facts(dataset)
+def decode(dataset: Dataset, facts: HeaderFacts | None = None) -> Radiograph:
+    facts = facts or header_facts(dataset)
     if "PixelData" not in dataset and "FloatPixelData" not in dataset:
         raise DecodeError("the dataset has no pixel data")
     try:
@@ -123,7 +76,7 @@ def decode(dataset: Dataset, facts: ImageFacts | None = None) -> Radiograph:
         raise DecodeError(f"no decoder for transfer syntax {name}: {exc}") from None
     except Exception as exc:
         raise DecodeError(f"pixel data cannot be decoded: {type(exc).__name__}: {exc}") from None
-    if _int(dataset.get("NumberOfFrames", 1)) > 1:
+    if as_int(dataset.get("NumberOfFrames", 1)) > 1:
         raw = raw[0]
     try:
         with warnings.catch_warnings():
@@ -139,25 +92,9 @@ def decode(dataset: Dataset, facts: ImageFacts | None = None) -> Radiograph:
                       without_pixels(dataset))
 
 
-def without_pixels(dataset: Dataset) -> Dataset:
-    """A new dataset holding the header only (the source's own is left whole): what report
-    builders need to cite the image and copy patient and study."""
-    header = Dataset({tag: element for tag, element in dataset.items()
-                      if tag not in _PIXEL_TAGS})
-    if hasattr(dataset, "file_meta"):
-        header.file_meta = dataset.file_meta
-    return header
-
-
 def from_image(pixels: np.ndarray, sex: str | None, name: str) -> Radiograph:
     """A PNG/JPEG trial input (no header): only the pixels and the sex given by the user."""
-    facts = ImageFacts(
-        sop_class_uid="", sop_instance_uid=name, study_instance_uid="", series_instance_uid="",
-        transfer_syntax_uid=None, modality=None, sex=sex, birth_date=None, study_date=None,
-        patient_age=None, body_part=None, anatomic_region=None, view=None, laterality=None,
-        photometric="MONOCHROME2", rows=int(pixels.shape[0]), columns=int(pixels.shape[1]),
-        pixel_spacing_mm=None,
-    )
+    facts = HeaderFacts.of_image(name, sex, int(pixels.shape[0]), int(pixels.shape[1]))
     return Radiograph(facts, pixels.astype(np.float32, copy=False), None, None)
 
 
@@ -216,61 +153,9 @@ def _saturation(rgb: np.ndarray) -> float:
     return float(np.where(high > 0, (high - low) / np.maximum(high, 1e-6), 0.0).mean())
 
 
-def _get(dataset: Dataset, keyword: str) -> object:
-    """A header value, or None when it is absent or cannot be parsed (bad VR, bad length)."""
-    try:
-        return dataset.get(keyword)
-    except Exception:
-        return None
-
-
-def _int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return 0
-
-
 def _first(value: object) -> float:
     if isinstance(value, pydicom.multival.MultiValue | list | tuple):
         value = value[0]
     return float(value)  # type: ignore[arg-type]
 
 
-def _spacing(dataset: Dataset) -> tuple[float, float] | None:
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = _get(dataset, keyword)
-        if value is not None and len(value) == 2:
-            try:
-                return float(value[0]), float(value[1])
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
-def _date(value: object) -> date | None:
-    text = _text(value)
-    if not text or len(text) < 8 or not text[:8].isdigit():
-        return None
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
-    except ValueError:
-        return None
-
-
-def _code_meaning(dataset: Dataset, keyword: str) -> str | None:
-    sequence = _get(dataset, keyword)
-    if not sequence:
-        return None
-    try:
-        item = sequence[0]  # type: ignore[index]
-        return _text(item.get("CodeMeaning")) or _text(item.get("CodeValue"))
-    except Exception:
-        return None
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None

@@ -91,6 +91,37 @@ def build_ae(ae_title: str, max_associations: int) -> AE:
     return ae
 
 
+@dataclass
+class _AssociationState:
+    """What the listener keeps about one association between its events (instead of
+    attributes set on pynetdicom's `Association`)."""
+
+    context: Any  # the handler's, handed back with every later call
+    rejection: str | None = None  # our own reason for refusing it
+    refused: list[str] = field(default_factory=list)  # proposed SOP classes we did not accept
+    outcome: str | None = None  # from pynetdicom's notifications: released, aborted, rejected
+
+
+class _States:
+    """Association states by association, shared by pynetdicom's handler threads."""
+
+    def __init__(self) -> None:
+        self._states: dict[int, _AssociationState] = {}
+        self._lock = threading.Lock()
+
+    def put(self, assoc: Any, state: _AssociationState) -> None:
+        with self._lock:
+            self._states[id(assoc)] = state
+
+    def get(self, assoc: Any) -> _AssociationState | None:
+        with self._lock:
+            return self._states.get(id(assoc))
+
+    def pop(self, assoc: Any) -> _AssociationState | None:
+        with self._lock:
+            return self._states.pop(id(assoc), None)
+
+
 class StorageServer:
     """A running listener; `port` is the bound port (useful when asked for port 0)."""
 
@@ -105,8 +136,7 @@ class StorageServer:
         receive_dir: Path,
     ) -> None:
         self._handler = handler
-        self._contexts: dict[int, Any] = {}
-        self._lock = threading.Lock()
+        self._states = _States()
         self._ae = build_ae(ae_title, max_associations)
         self._address = (bind, port)
         self._receive_dir = receive_dir
@@ -119,11 +149,16 @@ class StorageServer:
         self._receive_dir.mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = str(self._receive_dir)
         _config.STORE_RECV_CHUNKED_DATASET = True
+        # Handlers with bound arguments, as pynetdicom's own apps (qrscp) bind theirs.
+        bound = [self._handler, self._states]
         handlers = [
-            (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_ACCEPTED, self._on_accepted),
-            (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_CONN_CLOSE, self._on_closed),
+            (evt.EVT_REQUESTED, _on_requested, bound),
+            (evt.EVT_ACCEPTED, _on_accepted, [self._states]),
+            (evt.EVT_REJECTED, _on_outcome, [self._states, "rejected"]),
+            (evt.EVT_RELEASED, _on_outcome, [self._states, "released"]),
+            (evt.EVT_ABORTED, _on_outcome, [self._states, "aborted"]),
+            (evt.EVT_C_STORE, _on_store, bound),
+            (evt.EVT_CONN_CLOSE, _on_closed, bound),
         ]
         self._server = self._ae.start_server(self._address, block=False, evt_handlers=handlers)
         return self
@@ -139,65 +174,76 @@ class StorageServer:
             self._server.shutdown()
             self._server = None
 
-    # -- pynetdicom event handlers: translate, delegate, never raise ---------------------
 
-    def _on_requested(self, event: evt.Event) -> None:
-        assoc = event.assoc
-        request = assoc.requestor.primitive  # the A-ASSOCIATE-RQ; negotiation has not run yet
-        peer = Peer(
-            calling_ae=str(request.calling_ae_title).strip(),
-            called_ae=str(request.called_ae_title).strip(),
-            address=str(assoc.requestor.address),
-            port=int(assoc.requestor.port),
-        )
-        try:
-            admission = self._handler.association_requested(peer)
-        except Exception:
-            log.exception("association request from %s could not be recorded", peer.address)
-            _reject(assoc, _REJECTED_TRANSIENT, _DIAG_NO_REASON)
-            return
-        with self._lock:
-            self._contexts[id(assoc)] = admission.context
-        if admission.rejection is not None:
-            assoc._boneage_rejection = admission.rejection  # type: ignore[attr-defined]
-            _reject(assoc, _REJECTED_PERMANENT, _DIAG_CALLING_AE_NOT_RECOGNISED)
+# -- pynetdicom event handlers: translate, delegate, never raise ---------------------------
 
-    def _on_accepted(self, event: evt.Event) -> None:
+def _on_requested(event: evt.Event, handler: StorageHandler, states: _States) -> None:
+    assoc = event.assoc
+    request = assoc.requestor.primitive  # the A-ASSOCIATE-RQ; negotiation has not run yet
+    peer = Peer(
+        calling_ae=str(request.calling_ae_title).strip(),
+        called_ae=str(request.called_ae_title).strip(),
+        address=str(assoc.requestor.address),
+        port=int(assoc.requestor.port),
+    )
+    try:
+        admission = handler.association_requested(peer)
+    except Exception:
+        log.exception("association request from %s could not be recorded", peer.address)
+        _reject(assoc, _REJECTED_TRANSIENT, _DIAG_NO_REASON)
+        return
+    state = _AssociationState(admission.context, rejection=admission.rejection)
+    states.put(assoc, state)
+    if admission.rejection is not None:
+        state.outcome = "rejected"
+        _reject(assoc, _REJECTED_PERMANENT, _DIAG_CALLING_AE_NOT_RECOGNISED)
+
+
+def _on_accepted(event: evt.Event, states: _States) -> None:
+    state = states.get(event.assoc)
+    if state is not None:
         rejected = event.assoc.rejected_contexts
-        refused = sorted({sop_class_name(cx.abstract_syntax) for cx in rejected})
-        event.assoc._boneage_refused = refused  # type: ignore[attr-defined]
+        state.refused = sorted({sop_class_name(cx.abstract_syntax) for cx in rejected})
 
-    def _on_store(self, event: evt.Event) -> int:
-        with self._lock:
-            context = self._contexts.get(id(event.assoc))
-        request = event.request
-        received = ReceivedFile(
-            path=Path(event.dataset_path),
-            sop_class_uid=str(request.AffectedSOPClassUID),
-            sop_instance_uid=str(request.AffectedSOPInstanceUID),
-            transfer_syntax_uid=str(event.context.transfer_syntax),
-        )
-        try:
-            return int(self._handler.instance_received(context, received))
-        except Exception:
-            log.exception("unexpected failure while storing an instance; answered 0xA7FF")
-            return StoreStatus.INTERNAL_ERROR
 
-    def _on_closed(self, event: evt.Event) -> None:
-        assoc = event.assoc
-        with self._lock:
-            context = self._contexts.pop(id(assoc), None)
-        if context is None:
-            return  # the connection closed before an association was requested
-        end = AssociationEnd(
-            outcome=_outcome(assoc),
-            reason=getattr(assoc, "_boneage_rejection", None) or _rejection_reason(assoc),
-            refused_contexts=getattr(assoc, "_boneage_refused", []),
-        )
-        try:
-            self._handler.association_ended(context, end)
-        except Exception:
-            log.exception("could not record the end of an association")
+def _on_outcome(event: evt.Event, states: _States, outcome: str) -> None:
+    state = states.get(event.assoc)
+    if state is not None and state.outcome is None:
+        state.outcome = outcome
+
+
+def _on_store(event: evt.Event, handler: StorageHandler, states: _States) -> int:
+    state = states.get(event.assoc)
+    request = event.request
+    received = ReceivedFile(
+        path=Path(event.dataset_path),
+        sop_class_uid=str(request.AffectedSOPClassUID),
+        sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        transfer_syntax_uid=str(event.context.transfer_syntax),
+    )
+    try:
+        return int(handler.instance_received(None if state is None else state.context,
+                                             received))
+    except Exception:
+        log.exception("unexpected failure while storing an instance; answered 0xA7FF")
+        return StoreStatus.INTERNAL_ERROR
+
+
+def _on_closed(event: evt.Event, handler: StorageHandler, states: _States) -> None:
+    assoc = event.assoc
+    state = states.pop(assoc)
+    if state is None:
+        return  # the connection closed before an association was requested
+    outcome = state.outcome or _outcome(assoc)
+    end = AssociationEnd(
+        outcome=outcome,
+        reason=state.rejection or (_rejection_reason(assoc) if outcome == "rejected" else None),
+        refused_contexts=state.refused,
+    )
+    try:
+        handler.association_ended(state.context, end)
+    except Exception:
+        log.exception("could not record the end of an association")
 
 
 def _reject(assoc: Any, result: int, diagnostic: int) -> None:
@@ -208,6 +254,7 @@ def _reject(assoc: Any, result: int, diagnostic: int) -> None:
 
 
 def _outcome(assoc: Any) -> str:
+    """For a connection that ended without a notification (the peer vanished)."""
     if assoc.is_rejected:
         return "rejected"
     if assoc.is_aborted:
@@ -215,10 +262,8 @@ def _outcome(assoc: Any) -> str:
     return "released"
 
 
-def _rejection_reason(assoc: Any) -> str | None:
+def _rejection_reason(assoc: Any) -> str:
     """pynetdicom's own rejections (too many associations, no acceptable context)."""
-    if not assoc.is_rejected:
-        return None
     primitive = getattr(assoc.acceptor, "primitive", None)
     reason = getattr(primitive, "reason_str", None)
     return f"rejected by the DICOM layer: {reason}" if reason else "rejected by the DICOM layer"

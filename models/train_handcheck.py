@@ -1,7 +1,10 @@
 """Train the hand check on MedNIST (+ phantoms) and validate it on real outside images.
 
-    .venv/bin/python -m models.train_handcheck --mednist DIR --out models/weights/hand-check \
+    boneage train-handcheck --mednist DIR --out models/weights/hand-check \
         [--rsna ../shared/data/rsna-299] [--real-hands DIR] [--negatives FILE ...]
+
+(`python -m models.train_handcheck` takes the same options but reads negatives as PNG/JPEG
+only: this module reads no DICOM; the `boneage` command hands it a DICOM reader.)
 
 MedNIST's hands are all 64 px thumbnails; real RSNA hands at 299 px from the training part of
 the bone-age network's fixed split are added as positives, so that the check sees real
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,7 +109,9 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return moved.clamp(0, 1) ** gamma
 
 
-def main() -> None:
+def main(argv: list[str] | None = None,
+         read_pixels: Callable[[Path], np.ndarray] = read_image_file) -> None:
+    """`read_pixels` turns a negative's file into [0, 1] pixels, bone bright."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mednist", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
@@ -117,7 +123,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -182,11 +188,8 @@ def main() -> None:
         for path in sorted(args.real_hands.glob("*.png")):
             real[f"real-hand/{path.name}"] = round(check.probability(read_image_file(path)), 4)
     if args.negatives:
-        from dicom_io.pixels import read_radiograph_pixels  # only this tool reads DICOM
-
         for path in args.negatives:
-            real[f"negative/{path.name}"] = round(check.probability(
-                read_radiograph_pixels(path)), 4)
+            real[f"negative/{path.name}"] = round(check.probability(read_pixels(path)), 4)
     card.metrics["real_validation"] = real
     save_handcheck(args.out, net, card)
     for name, value in real.items():

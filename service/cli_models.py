@@ -294,3 +294,22 @@ def _print_table(rows: list[dict]) -> None:
     warning = next((r["model"]["warning"] for r in rows if r.get("model")), None)
     if warning:
         console.print(f"[bold yellow]{warning}[/]", highlight=False)
+
+
+def train_handcheck(ctx: typer.Context) -> None:
+    """Train the "is it a hand" check (options: `python -m models.train_handcheck --help`);
+    negatives may be DICOM files."""
+    from models.train_handcheck import main
+
+    main(list(ctx.args), read_pixels=_pixels_of_any_file)
+
+
+def _pixels_of_any_file(path: Path):  # type: ignore[no-untyped-def]
+    """A DICOM file through the pixel decoder, anything else as a PNG/JPEG."""
+    from models.datasets import read_image_file
+
+    if path.suffix.lower() in {".png", ".jpg", ".jpeg"}:
+        return read_image_file(path)
+    from dicom_io.pixels import read_radiograph_pixels
+
+    return read_radiograph_pixels(path)

@@ -17,14 +17,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from dicom_io.content import Outcome
-from dicom_io.pixels import (
-    DecodeError,
-    Radiograph,
-    decode,
-    image_facts,
-    read_dataset,
-    without_pixels,
-)
+from dicom_io.header import UnreadableDataset, header_facts, read_dataset, without_pixels
+from dicom_io.pixels import DecodeError, Radiograph, decode
 from models.card import ModelIdentity
 from models.handcheck import HandCheck
 from models.inference import Prediction, Predictor, pick_device
@@ -128,7 +122,7 @@ class Assessor:
     def assess_path(self, path: Path) -> Assessment:
         try:
             dataset = read_dataset(path)
-        except DecodeError as exc:
+        except UnreadableDataset as exc:
             return self._rejected(path.name, Reason.DECODE_FAILED, [], str(exc))
         return self.assess_dataset(dataset)
 
@@ -138,7 +132,7 @@ class Assessor:
         return assessment
 
     def _assess_dataset(self, dataset: Dataset) -> Assessment:
-        facts = image_facts(dataset)
+        facts = header_facts(dataset)
         uid = facts.sop_instance_uid
         if not uid or not facts.sop_class_uid:
             return self._rejected(uid, Reason.DECODE_FAILED, [],

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -353,8 +353,3 @@ def adopt_orphans(sessions: sessionmaker[Session], spool: Spool) -> list[int]:
     if adopted:
         log.warning("adopted %d spooled instance(s) that had no audit row", len(adopted))
     return adopted
-
-
-def count_by_status(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Instance.status, func.count()).group_by(Instance.status))
-    return {status.value: count for status, count in rows}

@@ -63,7 +63,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def boneage_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "service", *args]
+    return [sys.executable, "-m", "worker", *args]
 
 
 class ServiceProcess:

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from dicom_io.pixels import image_facts, read_radiograph
+from dicom_io.header import header_facts
+from dicom_io.pixels import read_radiograph
 from models.handcheck import HandCheck
 from models.phantom import render
 from models.shipped import HAND_CHECK_DIR
@@ -125,7 +126,7 @@ def header_codes(**changes) -> list[str]:
             delattr(ds, keyword)
         else:
             setattr(ds, keyword, value)
-    facts = image_facts(ds)
+    facts = header_facts(ds)
     age = chronological_age(facts.birth_date, facts.study_date, facts.patient_age).months
     return [g.code for g in header_gates(facts, age, LIMITS) if not g.passed]
 
@@ -147,7 +148,7 @@ def test_header_gates():
 def test_secondary_capture_only_when_allowed():
     sc = "1.2.840.10008.5.1.4.1.1.7"
     assert header_codes(SOPClassUID=sc, Modality="OT")[0] == "UNSUPPORTED_SOP_CLASS"
-    facts = image_facts(make_image(sop_class=sc, modality="OT"))
+    facts = header_facts(make_image(sop_class=sc, modality="OT"))
     allowed = GateThresholds(allow_secondary_capture=True)
     assert all(g.passed for g in header_gates(facts, 100.0, allowed) if g.name != "patient_sex")
 

@@ -92,7 +92,7 @@ def test_echo_and_store_are_spooled_and_audited(tmp_path, backend, start_service
     process = service.process
     service.stop()
     assert process.returncode == 0
-    assert service.log().rstrip().endswith("service.cli: stopped")
+    assert service.log().rstrip().endswith("worker.cli: stopped")
     assert "TEST-0001" not in service.log() and "Test^Hand" not in service.log()
 
 

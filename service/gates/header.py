@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dicom_io.pixels import ImageFacts
+from dicom_io.header import HeaderFacts
 from dicom_io.sop import (
     CR_IMAGE_STORAGE,
     DX_FOR_PRESENTATION,
@@ -20,7 +20,7 @@ ACCEPTED_VIEWS = ("PA", "AP", "POSTERO-ANTERIOR", "ANTERO-POSTERIOR", "POSTEROAN
                   "ANTEROPOSTERIOR")
 
 
-def sop_class_gate(facts: ImageFacts, limits: GateThresholds) -> GateResult:
+def sop_class_gate(facts: HeaderFacts, limits: GateThresholds) -> GateResult:
     allowed = set(RADIOGRAPH_CLASSES)
     if limits.allow_secondary_capture:
         allowed.add(SECONDARY_CAPTURE)
@@ -30,14 +30,14 @@ def sop_class_gate(facts: ImageFacts, limits: GateThresholds) -> GateResult:
                                                       else ""))
 
 
-def modality_gate(facts: ImageFacts, limits: GateThresholds) -> GateResult:
+def modality_gate(facts: HeaderFacts, limits: GateThresholds) -> GateResult:
     allowed = {"CR", "DX"} | ({"OT", "SC"} if facts.sop_class_uid == SECONDARY_CAPTURE else set())
     passed = (facts.modality or "").upper() in allowed
     return GateResult("modality", passed, None if passed else Reason.WRONG_MODALITY,
                       facts.modality, "|".join(sorted(allowed)))
 
 
-def body_part_gate(facts: ImageFacts) -> GateResult:
+def body_part_gate(facts: HeaderFacts) -> GateResult:
     stated = [v.upper() for v in (facts.body_part, facts.anatomic_region) if v]
     shown = " / ".join(stated) if stated else "absent"
     if not stated:
@@ -49,14 +49,14 @@ def body_part_gate(facts: ImageFacts) -> GateResult:
                       "hand, or absent (image decides)")
 
 
-def view_gate(facts: ImageFacts) -> GateResult:
+def view_gate(facts: HeaderFacts) -> GateResult:
     view = (facts.view or "").upper().strip()
     passed = not view or view in ACCEPTED_VIEWS
     return GateResult("view", passed, None if passed else Reason.WRONG_VIEW, view or "absent",
                       "PA|AP or absent")
 
 
-def sex_gate(facts: ImageFacts) -> GateResult:
+def sex_gate(facts: HeaderFacts) -> GateResult:
     """Missing or other sex is not a rejection: the model runs for both sexes and the report
     says so (flag SEX_MISSING, no SDS)."""
     known = facts.sex in {"M", "F"}
@@ -80,7 +80,7 @@ def size_gate(rows: int, columns: int, limits: GateThresholds) -> GateResult:
                       smaller, f">= {limits.min_image_px} px")
 
 
-def header_gates(facts: ImageFacts, age_months: float | None,
+def header_gates(facts: HeaderFacts, age_months: float | None,
                  limits: GateThresholds) -> list[GateResult]:
     return [
         sop_class_gate(facts, limits),
