@@ -8,9 +8,11 @@ STAMP  := $(VENV)/.installed
 run: $(STAMP)
 	$(VENV)/bin/boneage serve
 
+# Fast first: unit tests (no servers), then real peers (dcmtk, Redis, PostgreSQL), then Orthanc.
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 setup: $(STAMP)
 

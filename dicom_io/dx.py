@@ -46,7 +46,6 @@ class HandRadiograph:
 def build_dx(image: HandRadiograph, *, sop_instance_uid: str | None = None,
              study_instance_uid: str | None = None) -> Dataset:
     """A DX For Presentation dataset with file meta, ready to save."""
-    rows, columns = image.pixels.shape
     now = datetime.now()
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -100,7 +99,13 @@ def build_dx(image: HandRadiograph, *, sop_instance_uid: str | None = None,
     ds.AcquisitionContextSequence = Sequence([])
     if image.image_comments:
         ds.ImageComments = image.image_comments
-    # Pixels
+    _set_pixels(ds, image)
+    return ds
+
+
+def _set_pixels(ds: Dataset, image: HandRadiograph) -> None:
+    """The image pixel module and the DX detector's calibration and window."""
+    rows, columns = image.pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = image.photometric
     ds.Rows, ds.Columns = rows, columns
@@ -125,4 +130,3 @@ def build_dx(image: HandRadiograph, *, sop_instance_uid: str | None = None,
     ds.PixelSpacing = spacing
     ds.DetectorType = "SCINTILLATOR"
     ds.PixelData = image.pixels.astype(np.uint16).tobytes()
-    return ds

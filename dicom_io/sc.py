@@ -26,7 +26,14 @@ WARNING_COLOUR = (255, 200, 0)
 
 def render_report_image(pixels: np.ndarray, heatmap: np.ndarray | None,
                         content: ReportContent) -> np.ndarray:
-    """(rows, columns, 3) uint8: the radiograph with its heatmap, beside the text panel."""
+    """(rows, columns, 3) uint8: the radiograph with its heatmap, beside the text panel.
+
+    Empty detector columns at the sides (no signal at all, as when a narrow hand lies on a
+    wide plate) are left out, so the panel sits beside the hand rather than across a black
+    band."""
+    keep = content_columns(pixels)
+    pixels = pixels[:, keep]
+    heatmap = None if heatmap is None else heatmap[:, keep]
     scale = IMAGE_HEIGHT / pixels.shape[0]
     width = max(round(pixels.shape[1] * scale), 1)
     gray = Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
@@ -45,6 +52,21 @@ def render_report_image(pixels: np.ndarray, heatmap: np.ndarray | None,
         draw.text((10, IMAGE_HEIGHT - 40), "NOT FOR DIAGNOSTIC USE", fill=WARNING_COLOUR,
                   font=_font(26))
     return np.asarray(canvas, dtype=np.uint8)
+
+
+EMPTY_LEVEL = 0.04  # a column whose brightest pixel is below this shows nothing
+SIDE_MARGIN = 0.02  # of the kept width, left around the content
+
+
+def content_columns(pixels: np.ndarray) -> slice:
+    """The columns between the first and the last that show anything, with a small margin;
+    all of them when none or every column does."""
+    shown = np.flatnonzero(pixels.max(axis=0) >= EMPTY_LEVEL)
+    if shown.size == 0:
+        return slice(0, pixels.shape[1])
+    margin = int(SIDE_MARGIN * (shown[-1] - shown[0] + 1))
+    return slice(max(int(shown[0]) - margin, 0),
+                 min(int(shown[-1]) + 1 + margin, pixels.shape[1]))
 
 
 def build_sc(source: Dataset, pixels: np.ndarray, heatmap: np.ndarray | None,

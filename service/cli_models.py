@@ -80,7 +80,6 @@ def train(
 
     from models.datasets import is_synthetic_set, labels_sha256
     from models.train import TrainOptions
-    from models.train import train as run_training
 
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     samples = _samples(data, labels)
@@ -100,6 +99,19 @@ def train(
         + (" (synthetic phantoms)" if is_synthetic_set(data) else ""),
         labels_sha256=labels_sha256(labels), init_from=init,
     )
+    result = _train_with_progress(samples, options, out, resume)
+    print(json.dumps({
+        "out": str(out), "best_epoch": result.best_epoch + 1,
+        "val_mae_months": result.card.metrics["val_mae_months"],
+        "stopped_early": result.stopped_early, "synthetic": result.card.synthetic,
+        "weights_sha256": result.card.weights_sha256,
+    }))
+
+
+def _train_with_progress(samples, options, out: Path, resume: bool):  # type: ignore[no-untyped-def]
+    """`models.train.train` with a progress bar per phase and a line per epoch."""
+    from models.train import train as run_training
+
     with _progress_bar() as bar:
         tasks: dict[str, int] = {}
 
@@ -115,14 +127,8 @@ def train(
                               f"validation MAE {record.val_mae:.2f} months "
                               f"({record.seconds:.0f} s)", highlight=False)
 
-        result = run_training(samples, options, out, resume=resume, progress=progress,
-                              on_epoch=on_epoch)
-    print(json.dumps({
-        "out": str(out), "best_epoch": result.best_epoch + 1,
-        "val_mae_months": result.card.metrics["val_mae_months"],
-        "stopped_early": result.stopped_early, "synthetic": result.card.synthetic,
-        "weights_sha256": result.card.weights_sha256,
-    }))
+        return run_training(samples, options, out, resume=resume, progress=progress,
+                            on_epoch=on_epoch)
 
 
 def evaluate(

@@ -109,5 +109,6 @@ def sweep_stuck(sessions: sessionmaker[Session], submit: Submit, *, older_than: 
         try:
             count += queue_instance(sessions, submit, instance_id, detail="re-queued by sweep")
         except Exception:
-            log.warning("hand-off of instance %d failed again; will retry", instance_id)
+            log.warning("hand-off of instance %d failed again; will retry", instance_id,
+                        exc_info=True)
     return count

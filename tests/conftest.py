@@ -88,3 +88,15 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what each test needs from its fixtures, so `-m "not postgres"` and the like
+    select tests by the servers they use (modules that run dcmtk say so themselves)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres_database" in fixtures or params.get("backend") == "postgres":
+            item.add_marker(pytest.mark.postgres)
+        if "redis_server" in fixtures:
+            item.add_marker(pytest.mark.redis)

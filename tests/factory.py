@@ -1,4 +1,5 @@
-"""Small, valid DICOM instances for tests and benchmarks (not phantoms: just well-formed).
+"""Small, valid DICOM instances for tests and benchmarks (well-formed patterns), and phantom
+radiographs as DICOM files.
 
 Pixel data is a deterministic pattern so that a re-encoded or re-received copy can be
 compared value for value.
@@ -11,6 +12,9 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+from models.phantom import render
+from service.phantoms import phantom_dicom
 
 DX_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.1")
 CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
@@ -67,3 +71,11 @@ def write_image(path: Path, **kwargs: object) -> Dataset:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return ds
+
+
+def phantom_file(directory: Path, age: float = 110.0, seed: int = 4) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"phantom-{seed}.dcm"
+    phantom_dicom(render(age, True, seed, size=1024), f"{seed:04d}").save_as(
+        path, enforce_file_format=True)
+    return path

@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from service.audit.tables import Association, Instance, InstanceStatus
 
 # pynetdicom installs its own echoscu/storescu into the venv: dcmtk's live in the system dirs.
 SYSTEM_PATH = "/usr/bin:/usr/local/bin:/bin"
@@ -178,3 +182,37 @@ class RedisServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+# -- the audit DB of a service under test, polled ----------------------------------------
+
+def instances(sessions: sessionmaker[Session]) -> list[Instance]:
+    with sessions() as session:
+        query = select(Instance).options(selectinload(Instance.events)).order_by(Instance.id)
+        return list(session.scalars(query))
+
+
+def associations(sessions: sessionmaker[Session]) -> list[Association]:
+    with sessions() as session:
+        return list(session.scalars(select(Association).order_by(Association.id)))
+
+
+def wait_rows(fetch, count: int, ready=lambda rows: True):
+    """Poll until `fetch()` returns `count` rows that satisfy `ready`."""
+
+    def done():
+        rows = fetch()
+        return rows if len(rows) == count and ready(rows) else None
+
+    return wait_for(done, timeout=90)  # the first instance also waits for the model to load
+
+
+def wait_status(
+    sessions: sessionmaker[Session], count: int, *statuses: InstanceStatus
+) -> list[Instance]:
+    def done() -> list[Instance] | None:
+        rows = instances(sessions)
+        ok = len(rows) >= count and all(row.status in statuses for row in rows)
+        return rows if ok else None
+
+    return wait_for(done, timeout=90)  # the first instance also waits for the model to load

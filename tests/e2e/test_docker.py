@@ -17,7 +17,7 @@ import yaml
 from service.settings import CallerRule, Destination, load_settings
 from tests.peers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 HEALTHCHECK = DOCKER / "healthcheck.py"
 

@@ -16,6 +16,8 @@ from models.phantom import render
 from service.phantoms import phantom_dicom
 from tests.peers import tool
 
+pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
+
 
 def phantom_file(tmp_path: Path, photometric: str, age: float = 100.0) -> Path:
     phantom = render(age, True, 3, size=512)

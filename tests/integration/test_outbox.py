@@ -23,6 +23,8 @@ from service.settings import load_settings
 from tests.factory import make_image
 from tests.peers import free_port, port_open, tool, wait_for
 
+pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
+
 
 @pytest.fixture
 def sessions(tmp_path, backend):

@@ -6,14 +6,15 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import select
 
 from dicom_io.content import Outcome
 from service.audit.tables import AssessmentRecord, InstanceStatus
-from tests.factory import write_image
-from tests.peers import ServiceProcess, boneage_command, storescu
-from tests.test_delivery import phantom_file
-from tests.test_receive import instances, wait_status
+from tests.factory import phantom_file, write_image
+from tests.peers import ServiceProcess, boneage_command, instances, storescu, wait_status
+
+pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
 
 
 @contextmanager

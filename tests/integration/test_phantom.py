@@ -14,6 +14,8 @@ from service.phantoms import SYNTHETIC_NOTE, phantom_dicom, write_phantom_set
 from tests.peers import tool
 from tests.realdata import SHARED_DATA
 
+pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
+
 RSNA_TRAINING = SHARED_DATA / "rsna-labels" / "boneage-training-dataset.csv"
 
 

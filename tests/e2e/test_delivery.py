@@ -12,21 +12,14 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from sqlalchemy import select
 
-from models.phantom import render
 from service.audit.tables import AssessmentRecord, Delivery, DeliveryStatus, Instance
-from service.phantoms import phantom_dicom
+from tests.factory import phantom_file
 from tests.orthanc import AE_TITLE, Orthanc
 from tests.peers import free_port, storescu, tool, wait_for
 
+pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
+
 FAST_RETRY = {"BONEAGE_DELIVERY_RETRY_INITIAL_S": "0.5", "BONEAGE_DELIVERY_RETRY_MAX_S": "1"}
-
-
-def phantom_file(directory: Path, age: float = 110.0, seed: int = 4) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"phantom-{seed}.dcm"
-    phantom_dicom(render(age, True, seed, size=1024), f"{seed:04d}").save_as(
-        path, enforce_file_format=True)
-    return path
 
 
 def results(orthanc: Orthanc) -> tuple[list[dict], list[dict]]:

@@ -12,45 +12,13 @@ import numpy as np
 import pydicom
 import pytest
 from pynetdicom import AE, _config
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from service.audit.tables import Association, AssociationOutcome, Instance, InstanceStatus
+from service.audit.tables import AssociationOutcome, InstanceStatus
 from service.spool import sha256_file
 from tests.factory import CR_IMAGE_STORAGE, CT_IMAGE_STORAGE, write_image
-from tests.peers import echoscu, storescu, tool, wait_for
+from tests.peers import associations, echoscu, instances, storescu, tool, wait_rows, wait_status
 
-
-def instances(sessions: sessionmaker[Session]) -> list[Instance]:
-    with sessions() as session:
-        query = select(Instance).options(selectinload(Instance.events)).order_by(Instance.id)
-        return list(session.scalars(query))
-
-
-def associations(sessions: sessionmaker[Session]) -> list[Association]:
-    with sessions() as session:
-        return list(session.scalars(select(Association).order_by(Association.id)))
-
-
-def wait_rows(fetch, count: int, ready=lambda rows: True):
-    """Poll until `fetch()` returns `count` rows that satisfy `ready`."""
-
-    def done():
-        rows = fetch()
-        return rows if len(rows) == count and ready(rows) else None
-
-    return wait_for(done, timeout=90)  # the first instance also waits for the model to load
-
-
-def wait_status(
-    sessions: sessionmaker[Session], count: int, *statuses: InstanceStatus
-) -> list[Instance]:
-    def done() -> list[Instance] | None:
-        rows = instances(sessions)
-        ok = len(rows) >= count and all(row.status in statuses for row in rows)
-        return rows if ok else None
-
-    return wait_for(done, timeout=90)  # the first instance also waits for the model to load
+pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
 
 
 def test_echo_and_store_are_spooled_and_audited(tmp_path, backend, start_service):

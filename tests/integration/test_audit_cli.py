@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from service.audit.tables import InstanceStatus
 from tests.factory import write_image
-from tests.peers import boneage_command, storescu
-from tests.test_receive import wait_status
+from tests.peers import boneage_command, storescu, wait_status
+
+pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
 
 
 def run_cli(service, *args: str) -> subprocess.CompletedProcess[str]:
