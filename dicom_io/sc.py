@@ -111,18 +111,13 @@ def _panel_lines(content: ReportContent) -> list[tuple[str, tuple[int, int, int]
         if content.interval_95:
             low, high = content.interval_95
             lines.append((f"95% interval {low:.0f}-{high:.0f} months", grey, 22))
-        if content.chronological_age_months is not None:
-            lines.append((f"Chronological age {content.chronological_age_months:.1f} months",
-                          white, 22))
-        else:
-            lines.append(("Chronological age unknown", grey, 22))
+        chrono, sds = content.chronological_age_months, content.sds
+        lines.append((f"Chronological age {chrono:.1f} months", white, 22) if chrono is not None
+                     else ("Chronological age unknown", grey, 22))
         if content.difference_months is not None:
             lines.append((f"Difference {content.difference_months:+.1f} months", white, 22))
-        if content.sds is not None:
-            lines.append((f"SDS {content.sds:+.2f} (Greulich-Pyle): {content.classification}",
-                          white, 22))
-        else:
-            lines.append(("SDS not computed", grey, 22))
+        lines.append((f"SDS {sds:+.2f} (Greulich-Pyle): {content.classification}", white, 22)
+                     if sds is not None else ("SDS not computed", grey, 22))
         lines.append((f"Stage: {content.stage}", white, 22))
         if content.confidence:
             lines.append((f"Confidence: {content.confidence}", white, 22))

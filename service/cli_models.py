@@ -14,6 +14,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+# Options more than one command takes, spelled once.
+LabelsCsv = Annotated[Path, typer.Option(help="CSV with id,boneage[,male].")]
+BatchSize = Annotated[int, typer.Option()]
+DeviceName = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+SplitPart = Annotated[str | None, typer.Option(
+    help="Only this part (val, calibration or train) of the fixed split the card records.")]
+
 console = Console()
 err = Console(stderr=True)
 
@@ -39,12 +46,12 @@ def _progress_bar() -> Progress:
 
 def train(
     data: Annotated[Path, typer.Option(help="Images: RSNA layout (<id>.png) or DICOM files.")],
-    labels: Annotated[Path, typer.Option(help="CSV with id,boneage[,male].")],
+    labels: LabelsCsv,
     out: Annotated[Path, typer.Option(help="Model directory to write (weights + card).")],
     config: Annotated[str, typer.Option(help="Network configuration.")] = "boneage-b0",
     input_size: Annotated[int | None, typer.Option(help="Override the input size.")] = None,
     epochs: Annotated[int, typer.Option()] = 30,
-    batch_size: Annotated[int, typer.Option()] = 16,
+    batch_size: BatchSize = 16,
     learning_rate: Annotated[float, typer.Option()] = 1e-3,
     patience: Annotated[int, typer.Option(help="Early stopping on validation MAE.")] = 5,
     val_fraction: Annotated[float, typer.Option(
@@ -60,7 +67,7 @@ def train(
         help="Keep prepared network inputs here between epochs and runs.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceName = "auto",
     hand_crop: Annotated[bool, typer.Option(help="Crop to the hand before resizing.")] = False,
     version: Annotated[str, typer.Option(help="Version written to the model card.")] = "dev",
     synthetic: Annotated[bool | None, typer.Option(
@@ -134,14 +141,12 @@ def _train_with_progress(samples, options, out: Path, resume: bool):  # type: ig
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model directory (weights + card).")],
     data: Annotated[Path, typer.Option(help="Images: RSNA layout or DICOM files.")],
-    labels: Annotated[Path, typer.Option(help="CSV with id,boneage[,male].")],
+    labels: LabelsCsv,
     out: Annotated[Path, typer.Option(help="Directory for metrics.json and plots.")],
-    part: Annotated[str | None, typer.Option(
-        help="Only this part (val, calibration, train) of the fixed split the card records.")]
-    = None,
+    part: SplitPart = None,
     limit: Annotated[int, typer.Option(help="Score only the first N images (0: all).")] = 0,
-    batch_size: Annotated[int, typer.Option()] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_size: BatchSize = 16,
+    device: DeviceName = "auto",
 ) -> None:
     """Score a model on a labelled set: metrics per sex and stage, coverage, plots."""
     from models.evaluate import predict_all, write_report
@@ -177,12 +182,10 @@ def _predictor(model: Path, device: str):  # type: ignore[no-untyped-def]
 def calibrate(
     model: Annotated[Path, typer.Option(help="Model directory; its card gains the fit.")],
     data: Annotated[Path, typer.Option(help="Labelled images the model did not train on.")],
-    labels: Annotated[Path, typer.Option(help="CSV with id,boneage[,male].")],
-    part: Annotated[str | None, typer.Option(
-        help="Only this part of the fixed split the card records (normally calibration).")]
-    = None,
-    batch_size: Annotated[int, typer.Option()] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    labels: LabelsCsv,
+    part: SplitPart = None,
+    batch_size: BatchSize = 16,
+    device: DeviceName = "auto",
 ) -> None:
     """Fit the 95% interval's conformal margin so that it holds 95% of held-out true ages."""
     from models.calibration import fit_interval
