@@ -1,4 +1,4 @@
-"""The report image's layout: the text panel sits beside the radiograph."""
+"""What the reports show: the report image's layout, the SR's units."""
 
 from __future__ import annotations
 
@@ -35,3 +35,23 @@ def test_an_image_that_fills_its_plate_is_kept_whole():
     assert content_columns(pixels) == slice(0, 80)
     blank = np.zeros((100, 80), np.float32)
     assert content_columns(blank) == slice(0, 80)
+
+
+def test_the_bone_age_interval_is_stated_in_months_in_the_sr():
+    from dataclasses import replace
+
+    from dicom_io.sr import build_sr
+    from tests.factory import make_image
+
+    content = replace(CONTENT, interval_95=(80.0, 130.0), normal_range_months=(90.0, 150.0))
+    sr = build_sr(make_image(seed=1), content)
+    group = sr.ContentSequence[-1].ContentSequence[0].ContentSequence
+    bone_age = next(item for item in group if item.ValueType == "NUM"
+                    and item.ConceptNameCodeSequence[0].CodeValue == "37362-1")
+    properties = {item.ConceptNameCodeSequence[0].CodeValue: item
+                  for item in bone_age.ContentSequence if item.ValueType == "NUM"}
+    upper, lower = properties["371886008"], properties["371885007"]
+    for item, value in ((upper, 30.0), (lower, 20.0)):
+        measured = item.MeasuredValueSequence[0]
+        assert measured.MeasurementUnitsCodeSequence[0].CodeValue == "mo"
+        assert float(measured.NumericValue) == value
