@@ -31,10 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.datasets import labels_sha256, rsna_samples
 from models.inference import Predictor
+from models.shipped import PHANTOM_MODEL_DIR
 from models.splits import stratified_split
 from models.train import TrainOptions, train
 
-PHANTOM_WEIGHTS = Path(__file__).resolve().parents[1] / "models/weights/boneage-b0"
+PHANTOM_WEIGHTS = PHANTOM_MODEL_DIR  # boneage-b0 trained on synthetic phantoms
 
 ROWS: dict[str, dict] = {
     "b0-160-scratch": {"config": "boneage-b0", "size": 160},
@@ -95,7 +96,7 @@ def main() -> None:
             data_description=f"budget comparison on {args.data.name}",
             labels_sha256=labels_sha256(labels),
             init_from=args.start if row.get("start") else row.get("init"), init_rescale=True,
-            val_count=1200, calibration_count=1000, geometry="squash", cache_dir=args.cache,
+            val_count=1200, calibration_count=1000, geometry="squash299", cache_dir=args.cache,
             train_limit=args.train_count,
         )
         started = time.perf_counter()

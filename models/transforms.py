@@ -9,7 +9,10 @@ Two geometries bring a rectangle to the square input, and a model is trained wit
 (its card says which): `pad` keeps the aspect ratio and pads with dark background; `squash`
 resizes each side on its own. The RSNA images at hand were squashed to 299 x 299 before we got
 them, so weights trained on them must see a full-size DICOM squashed the same way, or every hand
-at inference is wider than any hand the network learned from.
+at inference is wider than any hand the network learned from. `squash299` goes one step
+further and repeats the copy's own step: a larger image is first squashed to 299 x 299 with
+PIL's bilinear filter, as the copy's makers did, so a full-size DICOM reaches the network by
+the same resampling chain as the training PNG (for a 299-px image the two are identical).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from monai.transforms import (
     ScaleIntensityRangePercentiles,
     Transform,
 )
+from PIL import Image
 
 _CROP_GRID = 128  # hand crop works on a downsampled mask
 
@@ -164,22 +168,46 @@ def shrink_factor(shape: tuple[int, ...], input_size: int) -> int:
     return max(1, min(shape[0], shape[1]) // (2 * input_size))
 
 
-def _window_steps(input_size: int) -> list:
+class SquashTo(Transform):
+    """Resize a 2-D image to `size` x `size` with PIL's bilinear filter (antialiased when it
+    shrinks), in floating point: the RSNA copy's step, without its 8-bit rounding."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image, dtype=np.float32)
+        if image.shape == (self.size, self.size):
+            return image
+        resized = Image.fromarray(image, mode="F").resize((self.size, self.size),
+                                                          Image.Resampling.BILINEAR)
+        return np.array(resized, dtype=np.float32)
+
+
+RSNA_COPY_SIZE = 299
+
+
+def _presquash(geometry: str) -> list:
+    return [SquashTo(RSNA_COPY_SIZE)] if geometry == "squash299" else []
+
+
+def _window_steps(input_size: int, geometry: str = "pad") -> list:
     return [
+        *_presquash(geometry),
         Shrink(input_size),
         EnsureChannelFirst(channel_dim="no_channel"),
         ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True),  # robust window
     ]
 
 
-GEOMETRIES = ("pad", "squash")
+GEOMETRIES = ("pad", "squash", "squash299")
 
 
 def _square_steps(input_size: int, geometry: str = "pad") -> list:
     if geometry not in GEOMETRIES:
         raise ValueError(f"unknown geometry {geometry!r}; known: {', '.join(GEOMETRIES)}")
     resize = Resize((input_size, input_size), anti_aliasing=True)
-    return [PadToSquare(), resize] if geometry == "pad" else [resize]
+    return [PadToSquare(), resize] if geometry == "pad" else [resize]  # squash, squash299
 
 
 def _clamp(image: torch.Tensor) -> torch.Tensor:
@@ -202,7 +230,7 @@ def augmentations(input_size: int) -> list:
 
 def make_transforms(input_size: int, *, train: bool, hand_crop: bool = False,
                     geometry: str = "pad") -> Compose:
-    steps: list = _window_steps(input_size)
+    steps: list = _window_steps(input_size, geometry)
     if hand_crop:
         steps.append(HandCrop())
     steps += _square_steps(input_size, geometry)
@@ -219,6 +247,7 @@ class Geometry:
     box: tuple[int, int, int, int]  # row0, row1, col0, col1, in the shrunk image
     factor: int = 1  # the Shrink factor: shrunk pixel (r, c) covers source (r*f, c*f)
     squash: bool = False  # resized to the square without padding (see the module docstring)
+    presquash: tuple[float, float] = (1.0, 1.0)  # source pixels per pixel of the squash299 step
 
 
 class InferenceTransform:
@@ -229,7 +258,7 @@ class InferenceTransform:
         self.hand_crop = hand_crop
         self.input_size = input_size
         self.geometry = geometry
-        self.window = Compose(_window_steps(input_size))
+        self.window = Compose(_window_steps(input_size, geometry))
         self.square = Compose([*_square_steps(input_size, geometry), Lambda(_clamp)])
 
     def __call__(self, image: np.ndarray) -> tuple[torch.Tensor, Geometry]:
@@ -237,17 +266,24 @@ class InferenceTransform:
         h, w = windowed.shape[1:]
         box = crop_box(np.asarray(windowed[0], np.float32)) if self.hand_crop else (0, h, 0, w)
         r0, r1, c0, c1 = box
-        factor = shrink_factor(np.shape(image), self.input_size)
-        geometry = Geometry((int(image.shape[0]), int(image.shape[1])), box, factor,
-                            squash=self.geometry == "squash")
+        source = (int(image.shape[0]), int(image.shape[1]))
+        presquash = (1.0, 1.0)
+        if self.geometry == "squash299":
+            presquash = (source[0] / RSNA_COPY_SIZE, source[1] / RSNA_COPY_SIZE)
+            shape: tuple[int, ...] = (RSNA_COPY_SIZE, RSNA_COPY_SIZE)
+        else:
+            shape = source
+        geometry = Geometry(source, box, shrink_factor(shape, self.input_size),
+                            squash=self.geometry != "pad", presquash=presquash)
         return self.square(windowed[:, r0:r1, c0:c1]), geometry
 
 
 def to_source(heatmap: np.ndarray, geometry: Geometry) -> np.ndarray:
     """A square map over the network input -> the source image's geometry (zero outside the
     crop), undoing the resize and the padding."""
-    f = geometry.factor
-    r0, r1, c0, c1 = (value * f for value in geometry.box)
+    fr, fc = (geometry.factor * scale for scale in geometry.presquash)
+    b0, b1, b2, b3 = geometry.box
+    r0, r1, c0, c1 = round(b0 * fr), round(b1 * fr), round(b2 * fc), round(b3 * fc)
     h, w = r1 - r0, c1 - c0
     m = max(h, w)
     size = (h, w) if geometry.squash else (m, m)

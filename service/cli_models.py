@@ -61,8 +61,9 @@ def train(
     calibration_count: Annotated[int, typer.Option(
         help="With --val-count: this many more held out for `boneage calibrate`.")] = 0,
     geometry: Annotated[str, typer.Option(
-        help="pad or squash: how a rectangle becomes the square input (squash for images "
-             "that were squashed to a square, like the RSNA 299-px set).")] = "pad",
+        help="pad, squash or squash299: how a rectangle becomes the square input (squash299 "
+             "for the RSNA 299-px set: a full-size image is first squashed to 299 px with PIL's "
+             "bilinear filter, as that set was made).")] = "pad",
     cache: Annotated[Path | None, typer.Option(
         help="Keep prepared network inputs here between epochs and runs.")] = None,
     seed: Annotated[int, typer.Option()] = 0,

@@ -42,7 +42,7 @@ def test_the_shipped_default_is_a_research_model_and_says_so():
     assert card.synthetic is False
     assert "research model" in card.warning and "NOT FOR DIAGNOSTIC USE" in card.warning
     assert "RSNA" in card.training_data["licence"]
-    assert card.training_data["geometry"] == "squash"
+    assert card.training_data["geometry"] == "squash299"
 
 
 @needs_rsna
@@ -77,20 +77,20 @@ def full_size_dicom(pixels: np.ndarray, path: Path) -> Path:
 
 @needs_dev_hands
 def test_full_size_dicom_and_its_squashed_png_agree(predictor, tmp_path):
-    """Mean difference within the issue's 2 months. Per hand it reaches 2.2-2.5 months on the
-    shipped stage-1 weights: the two resampling chains (PIL's squash to 299 px and 8 bits, then
-    160 px; block-average and resize from full size) are not identical, and a weak model
-    amplifies small input differences. Each hand is held to 3 months until that is closed."""
+    """Within the issue's 2 months, every development hand. The card's geometry, squash299,
+    brings a full-size image to 299 x 299 with PIL's bilinear filter first, as the RSNA copy
+    was made, so both paths share one resampling chain and differ only by the PNG's 8-bit
+    rounding. (Squashing straight from full size gave up to 2.2 months on the stage-1
+    weights.)"""
     differences = {}
-    for source in sorted(REAL_HANDS_DEV.glob("*.png"))[:3]:
+    for source in sorted(REAL_HANDS_DEV.glob("*.png")):
         pixels = read_image_file(source)
         as_dicom = read_radiograph(full_size_dicom(pixels, tmp_path / "hand.dcm")).pixels
         as_png = read_image_file(squashed_png(pixels, tmp_path / "hand.png"))
         assert as_dicom.shape == pixels.shape and as_png.shape == (299, 299)
         full, small = predictor.predict([as_dicom, as_png], [True, True])
         differences[source.name] = abs(full.bone_age_months - small.bone_age_months)
-    assert np.mean(list(differences.values())) <= 2.0, differences
-    assert max(differences.values()) <= 3.0, differences
+    assert len(differences) == 10 and max(differences.values()) <= 2.0, differences
 
 
 @pytest.fixture(scope="module")

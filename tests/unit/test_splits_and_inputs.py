@@ -71,6 +71,27 @@ def test_squash_resizes_each_side_and_maps_heatmaps_back_without_padding():
         make_transforms(64, train=False, geometry="stretch")
 
 
+def test_squash299_repeats_the_rsna_copy_step_and_maps_heatmaps_back():
+    """A full-size image goes to 299 x 299 first (PIL bilinear, as the copy was made); a
+    299-px image is left as it is, so training inputs are those of plain squash."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    small = rng.random((299, 299), dtype=np.float32)
+    plain, _ = InferenceTransform(64, geometry="squash")(small)
+    copied, _ = InferenceTransform(64, geometry="squash299")(small)
+    assert torch.equal(plain, copied)
+    image = np.zeros((900, 600), np.float32)
+    image[300:600, 150:450] = 1.0
+    as_copy = np.asarray(Image.fromarray(image, mode="F").resize(
+        (299, 299), Image.Resampling.BILINEAR), dtype=np.float32)
+    full, geometry = InferenceTransform(64, geometry="squash299")(image)
+    via_copy, _ = InferenceTransform(64, geometry="squash")(as_copy)
+    assert torch.allclose(full, via_copy, atol=1e-5)
+    back = to_source(np.asarray(full[0]), geometry)
+    assert back.shape == image.shape and back[450, 300] > 0.9 and back[100, 300] < 0.1
+
+
 def test_prepared_inputs_equal_the_inference_transform_and_reload(tmp_path):
     rng = np.random.default_rng(0)
     images = {str(i): rng.random((90 + i, 120), dtype=np.float32) for i in range(3)}
