@@ -1,7 +1,9 @@
-"""The Celery application: Redis broker, `inference` and `delivery` queues.
+"""The Celery application: Redis broker, one `inference` queue.
 
 `boneage worker` runs it; `boneage serve` only sends task messages carrying instance ids.
 Tasks are acknowledged late, so a worker killed mid-task leaves its message to another.
+Delivery is not a Celery task: `boneage serve`'s deliverer sends what the audit DB lists as
+due (service.outbox), so there is no delivery queue.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from celery import Celery
 from kombu import Queue
 
 INFERENCE_QUEUE = "inference"
-DELIVERY_QUEUE = "delivery"
 PROCESS_INSTANCE_TASK = "boneage.process_instance"
 
 # Sending must not hang a C-STORE response: a few quick tries, then the sweep takes over.
@@ -20,7 +21,7 @@ _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "
 def create_app(broker_url: str) -> Celery:
     app = Celery("boneage", broker=broker_url, include=["worker.tasks"])
     app.conf.update(
-        task_queues=[Queue(INFERENCE_QUEUE), Queue(DELIVERY_QUEUE)],
+        task_queues=[Queue(INFERENCE_QUEUE)],
         task_default_queue=INFERENCE_QUEUE,
         task_routes={PROCESS_INSTANCE_TASK: {"queue": INFERENCE_QUEUE}},
         task_acks_late=True,

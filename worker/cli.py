@@ -92,7 +92,7 @@ def serve() -> None:
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
-    """Run a Celery worker for the `inference` and `delivery` queues (needs BONEAGE_BROKER_URL)."""
+    """Run a Celery worker for the `inference` queue (needs BONEAGE_BROKER_URL)."""
     settings = settings_or_exit()
     if not settings.broker_url:
         err.print("[bold red]BONEAGE_BROKER_URL is not set:[/] `boneage serve` runs the "
@@ -100,11 +100,11 @@ def worker(
         raise typer.Exit(2)
     setup_logging(settings.log_level, settings.log_dir)
     runtime_or_exit(settings).engine.dispose()  # fail fast on a schema behind head
-    from worker.app import DELIVERY_QUEUE, INFERENCE_QUEUE, create_app
+    from worker.app import INFERENCE_QUEUE, create_app
 
     create_app(settings.broker_url).worker_main([
         "worker", "--loglevel", settings.log_level, "--concurrency", str(concurrency),
-        "-Q", f"{INFERENCE_QUEUE},{DELIVERY_QUEUE}", "--without-gossip", "--without-mingle",
+        "-Q", INFERENCE_QUEUE, "--without-gossip", "--without-mingle",
     ])
 
 
