@@ -316,9 +316,9 @@ def train_handcheck(ctx: typer.Context) -> None:
 
 def _pixels_of_any_file(path: Path):  # type: ignore[no-untyped-def]
     """A DICOM file through the pixel decoder, anything else as a PNG/JPEG."""
-    from models.datasets import read_image_file
+    from models.datasets import IMAGE_SUFFIXES, read_image_file
 
-    if path.suffix.lower() in {".png", ".jpg", ".jpeg"}:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
         return read_image_file(path)
     from dicom_io.pixels import read_radiograph_pixels
 
