@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_io.guarded_server import GuardedAssociationServer
 from dicom_io.sop import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, StoreStatus, sop_class_name
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,12 @@ class StorageHandler(Protocol):
     def association_ended(self, context: Any, end: AssociationEnd) -> None: ...
 
 
-def build_ae(ae_title: str, max_associations: int) -> AE:
-    """An AE that accepts Verification and our storage SOP classes, nothing else."""
+def build_ae(ae_title: str, max_associations: int, artim_timeout_s: float = 30.0) -> AE:
+    """An AE that accepts Verification and our storage SOP classes, nothing else.
+    `artim_timeout_s` bounds negotiation (pynetdicom's ACSE timeout is the ARTIM timer)."""
     ae = AE(ae_title=ae_title)
     ae.maximum_associations = max_associations
+    ae.acse_timeout = artim_timeout_s
     ae.maximum_pdu_size = MAX_PDU_BYTES
     ae.add_supported_context(Verification)
     for sop_class in STORAGE_SOP_CLASSES:
@@ -134,13 +136,16 @@ class StorageServer:
         port: int,
         max_associations: int,
         receive_dir: Path,
+        per_peer_limit: int | None = None,
+        artim_timeout_s: float = 5.0,
     ) -> None:
         self._handler = handler
         self._states = _States()
-        self._ae = build_ae(ae_title, max_associations)
+        self._ae = build_ae(ae_title, max_associations, artim_timeout_s)
         self._address = (bind, port)
         self._receive_dir = receive_dir
-        self._server: ThreadedAssociationServer | None = None
+        self._per_peer_limit = per_peer_limit or max_associations
+        self._server: GuardedAssociationServer | None = None
 
     def start(self) -> StorageServer:
         # pynetdicom writes chunked datasets with NamedTemporaryFile in the default temp dir;
@@ -160,7 +165,14 @@ class StorageServer:
             (evt.EVT_C_STORE, _on_store, bound),
             (evt.EVT_CONN_CLOSE, _on_closed, bound),
         ]
-        self._server = self._ae.start_server(self._address, block=False, evt_handlers=handlers)
+        server = self._ae.make_server(
+            self._address, evt_handlers=handlers, server_class=GuardedAssociationServer,
+            per_peer_limit=self._per_peer_limit, read_timeout_s=self._ae.network_timeout or 60.0,
+        )
+        # As AE.start_server(block=False) does, with our server class.
+        self._ae._servers.append(server)
+        threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
+        self._server = server
         return self
 
     @property

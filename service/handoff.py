@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.audit.session import transaction
@@ -21,6 +22,16 @@ from service.audit.tables import UNFINISHED, Instance, InstanceStatus, utcnow
 log = logging.getLogger(__name__)
 
 Submit = Callable[[int], None]
+
+
+class Dispatcher(Protocol):
+    """How work is carried to workers: the embedded runner or a Celery broker."""
+
+    def submit(self, instance_id: int) -> None: ...
+
+    def waiting(self) -> int | None:
+        """Messages waiting in the queue, or None when that cannot be known right now."""
+        ...
 
 HANDED_OFF = "handed off after receipt"
 
@@ -63,22 +74,20 @@ def resume_unfinished(
     sessions: sessionmaker[Session],
     submit: Submit,
     *,
-    include_processing_older_than: timedelta | None,
+    include_processing: bool,
     detail: str = "re-queued at start-up",
 ) -> list[int]:
     """Queue again what was received but not finished when the process stopped.
 
-    With the embedded runner nobody else can be processing, so PROCESSING rows are stale and
-    `include_processing_older_than` is zero; with Celery, only long-silent ones are.
+    With the embedded runner nobody else can be processing, so every PROCESSING row is stale
+    (`include_processing`); with Celery, workers may be busy with them, and only expired
+    leases are taken back (service.leases.reclaim_expired).
     """
-    conditions = [Instance.status.in_((InstanceStatus.RECEIVED, InstanceStatus.QUEUED))]
-    if include_processing_older_than is not None:
-        cutoff = utcnow() - include_processing_older_than
-        conditions.append(
-            (Instance.status == InstanceStatus.PROCESSING) & (Instance.status_changed_at <= cutoff)
-        )
+    statuses = [InstanceStatus.RECEIVED, InstanceStatus.QUEUED]
+    if include_processing:
+        statuses.append(InstanceStatus.PROCESSING)
     with sessions() as session:
-        query = select(Instance.id).where(or_(*conditions)).order_by(Instance.id)
+        query = select(Instance.id).where(Instance.status.in_(statuses)).order_by(Instance.id)
         ids = list(session.scalars(query))
     resumed = []
     for instance_id in ids:
@@ -93,6 +102,37 @@ def resume_unfinished(
     if resumed:
         log.info("%s: %d instance(s)", detail, len(resumed))
     return resumed
+
+
+def ring_again(sessions: sessionmaker[Session], submit: Submit, *, older_than: timedelta,
+               waiting_in_queue: int | None) -> int:
+    """Send the task message again for instances QUEUED longer than `older_than` while the
+    queue holds no message: the broker lost them (a Redis flush or a restart without
+    persistence). A duplicate message is harmless: the claim is conditional."""
+    if waiting_in_queue is None or waiting_in_queue > 0:
+        return 0
+    cutoff = utcnow() - older_than
+    stale = (Instance.status == InstanceStatus.QUEUED) & (Instance.status_changed_at <= cutoff)
+    with sessions() as session:
+        ids = list(session.scalars(select(Instance.id).where(stale).order_by(Instance.id)))
+    rung = 0
+    for instance_id in ids:
+        with transaction(sessions) as session:
+            moved = advance(session, instance_id, InstanceStatus.QUEUED,
+                            allowed_from=(InstanceStatus.QUEUED,), only_if=stale,
+                            detail="queued again: the broker held no message for it")
+        if not moved:
+            continue
+        try:
+            submit_or_revert(sessions, submit, instance_id)
+            rung += 1
+        except Exception:
+            log.warning("re-queue of instance %d failed; the sweep retries", instance_id,
+                        exc_info=True)
+    if rung:
+        log.warning("%d instance(s) were QUEUED with no message in the broker: queued again",
+                    rung)
+    return rung
 
 
 def sweep_stuck(sessions: sessionmaker[Session], submit: Submit, *, older_than: timedelta) -> int:

@@ -39,7 +39,8 @@ def write_outputs(outbox: Path, outputs: dict[str, Dataset]) -> dict[str, tuple[
     for kind, dataset in outputs.items():
         uid = str(dataset.SOPInstanceUID)
         path = outbox / f"{uid}.dcm"
-        temporary = outbox / f".{uid}.partial"
+        # Two workers may write the same derived UID (a lease taken over): own temp names.
+        temporary = outbox / f".{uid}.{os.getpid()}.{threading.get_ident()}.partial"
         dataset.save_as(temporary, enforce_file_format=True)
         with temporary.open("rb+") as handle:
             os.fsync(handle.fileno())

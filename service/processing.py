@@ -1,10 +1,13 @@
 """Running the pipeline on one received instance and recording the outcome.
 
-`process_instance(sessions, instance_id, assessor)` is what the embedded runner and the Celery
-task call. It is idempotent: an instance someone else claimed or finished is left alone, and
-an instance that already has an assessment by this model version gets that stored outcome
-back instead of a second computation. A fault of ours (an exception inside the pipeline) marks
-the instance FAILED with the reason; the file stays in the spool for a re-run.
+`process_instance(sessions, instance_id, assessor, claimant)` is what the embedded runner and
+the Celery task call. It is idempotent: an instance someone else claimed or finished is left
+alone, and an instance that already has an assessment by this model version gets that stored
+outcome back instead of a second computation. The claim is a lease (service.leases): every
+write at the end is conditional on still holding it, so a worker that lost its lease (it was
+presumed dead and another took over) discards its result instead of recording a second one.
+A fault of ours (an exception inside the pipeline) marks the instance FAILED with the reason;
+the file stays in the spool for a re-run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dicom_io.nodes import Destination
 from service.audit.session import transaction
 from service.audit.status import advance
 from service.audit.tables import AssessmentRecord, GateRecord, Instance, InstanceStatus
+from service.leases import Claimant
 from service.outbox import queue_deliveries, write_outputs
 from service.pipeline import Assessment, Assessor
 from service.reporting import build_outputs
@@ -41,14 +45,18 @@ class OutputPolicy:
     wake: Callable[[], None] = field(default=lambda: None)  # nudge the deliverer
 
 
+class LeaseLost(Exception):
+    """Our lease expired and another worker took the instance: this result is not recorded."""
+
+
 def process_instance(sessions: sessionmaker[Session], instance_id: int,
-                     assessor: AssessorProvider,
+                     assessor: AssessorProvider, claimant: Claimant,
                      outputs: OutputPolicy | None = None) -> InstanceStatus:
     with transaction(sessions) as session:
         claimed = advance(
             session, instance_id, InstanceStatus.PROCESSING,
             allowed_from=(InstanceStatus.RECEIVED, InstanceStatus.QUEUED),
-            detail="picked up by a worker",
+            detail=f"picked up by {claimant.name}", lease=claimant.lease(),
         )
     with sessions() as session:
         row = session.get(Instance, instance_id)
@@ -58,36 +66,58 @@ def process_instance(sessions: sessionmaker[Session], instance_id: int,
             return row.status
         spool_path = row.spool_path
     try:
+        final = _assess_and_record(sessions, instance_id, assessor, claimant, spool_path,
+                                   outputs)
+    except LeaseLost:
+        log.warning("instance %d: lease lost to another worker; this result is discarded",
+                    instance_id)
+        with sessions() as session:
+            return session.get(Instance, instance_id).status  # type: ignore[union-attr]
+    claimant.finished_one()
+    return final
+
+
+def _assess_and_record(sessions: sessionmaker[Session], instance_id: int,
+                       assessor: AssessorProvider, claimant: Claimant, spool_path: str | None,
+                       outputs: OutputPolicy | None) -> InstanceStatus:
+    try:
         current = assessor()
         version = current.model.version
         stored = _stored(sessions, instance_id, version)
         if stored is not None:
-            return _finish(sessions, instance_id, stored.status, stored.reason,
+            return _finish(sessions, instance_id, claimant, stored.status, stored.reason,
                            f"already assessed by model {version}: stored outcome kept")
         if spool_path is None:
             raise FileNotFoundError("the instance has no spooled file")
         assessment = current.assess_path(Path(spool_path))
     except Exception as exc:
-        return _fail(sessions, instance_id, "pipeline", exc)
+        return _fail(sessions, instance_id, claimant, "pipeline", exc)
     try:
         written = _write_outputs(assessment, outputs)
     except Exception as exc:
-        return _fail(sessions, instance_id, "report building", exc)
-    final = _record(sessions, instance_id, assessment, written, outputs)
+        return _fail(sessions, instance_id, claimant, "report building", exc)
+    final = _record(sessions, instance_id, claimant, assessment, written, outputs)
     if written and outputs is not None:
         outputs.wake()
     return final
 
 
-def _fail(sessions: sessionmaker[Session], instance_id: int, step: str,
+def _leave_processing(session: Session, instance_id: int, claimant: Claimant,
+                      to: InstanceStatus, *, detail: str, reason: str | None) -> None:
+    """The one way out of PROCESSING for the claimant: only while it holds the lease."""
+    if not advance(session, instance_id, to, allowed_from=(InstanceStatus.PROCESSING,),
+                   held_by=claimant.name, detail=detail, reason=reason):
+        raise LeaseLost(instance_id)
+
+
+def _fail(sessions: sessionmaker[Session], instance_id: int, claimant: Claimant, step: str,
           exc: Exception) -> InstanceStatus:
     """Our fault, not the input's: FAILED with the reason, the spooled file kept."""
     log.exception("instance %d: %s failed", instance_id, step)
     with transaction(sessions) as session:
-        advance(session, instance_id, InstanceStatus.FAILED,
-                allowed_from=(InstanceStatus.PROCESSING,),
-                detail=f"{step} error; the file is kept for a re-run",
-                reason=f"{type(exc).__name__}: {exc}")
+        _leave_processing(session, instance_id, claimant, InstanceStatus.FAILED,
+                          detail=f"{step} error; the file is kept for a re-run",
+                          reason=f"{type(exc).__name__}: {exc}")
     return InstanceStatus.FAILED
 
 
@@ -107,12 +137,11 @@ def _stored(sessions: sessionmaker[Session], instance_id: int, version: str
             AssessmentRecord.model_version == version)).first()
 
 
-def _finish(sessions: sessionmaker[Session], instance_id: int, outcome: Outcome,
-            reason: str | None, detail: str) -> InstanceStatus:
+def _finish(sessions: sessionmaker[Session], instance_id: int, claimant: Claimant,
+            outcome: Outcome, reason: str | None, detail: str) -> InstanceStatus:
     final = InstanceStatus(outcome.value)
     with transaction(sessions) as session:
-        advance(session, instance_id, final, allowed_from=(InstanceStatus.PROCESSING,),
-                detail=detail, reason=reason)
+        _leave_processing(session, instance_id, claimant, final, detail=detail, reason=reason)
     return final
 
 
@@ -145,9 +174,9 @@ def assessment_record(instance_id: int, assessment: Assessment) -> AssessmentRec
     )
 
 
-def _record(sessions: sessionmaker[Session], instance_id: int, assessment: Assessment,
-            written: dict[str, tuple[str, Path]], outputs: OutputPolicy | None
-            ) -> InstanceStatus:
+def _record(sessions: sessionmaker[Session], instance_id: int, claimant: Claimant,
+            assessment: Assessment, written: dict[str, tuple[str, Path]],
+            outputs: OutputPolicy | None) -> InstanceStatus:
     p = assessment.prediction
     final = InstanceStatus(assessment.status.value)
     if final is InstanceStatus.ASSESSED:
@@ -157,11 +186,12 @@ def _record(sessions: sessionmaker[Session], instance_id: int, assessment: Asses
     else:
         detail = f"rejected: {assessment.reason_text}"
     with transaction(sessions) as session:
+        # First, in the same transaction: a lost lease writes neither assessment nor deliveries.
+        _leave_processing(session, instance_id, claimant, final, detail=detail,
+                          reason=assessment.reason)
         session.add(assessment_record(instance_id, assessment))
         if written and outputs is not None:
             queue_deliveries(session, instance_id, written, outputs.destinations)
-        advance(session, instance_id, final, allowed_from=(InstanceStatus.PROCESSING,),
-                detail=detail, reason=assessment.reason)
     log.info("instance %d %s%s", instance_id, final.value.lower(),
              f" ({assessment.reason})" if assessment.reason else
              f" bone age {p.bone_age_months:.1f} months" if p else "")

@@ -12,22 +12,25 @@ import threading
 from datetime import timedelta
 
 from dicom_io.scp import StorageServer
-from service.handoff import Submit, resume_unfinished, sweep_stuck
+from service.handoff import Dispatcher, resume_unfinished, ring_again, sweep_stuck
+from service.leases import reclaim_expired
 from service.receiver import Receiver, adopt_orphans
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-SWEEP_EVERY = timedelta(seconds=30)
+HANDOFF_RETRY_AFTER = timedelta(seconds=30)
 
 
 class Service:
-    def __init__(
-        self, runtime: Runtime, submit: Submit, *, stale_processing_after: timedelta
-    ) -> None:
+    """`embedded`: this process is the only worker, so at start-up every PROCESSING row is
+    stale; with Celery workers only expired leases are taken back."""
+
+    def __init__(self, runtime: Runtime, dispatcher: Dispatcher, *, embedded: bool) -> None:
         self._runtime = runtime
-        self._submit = submit
-        self._stale_processing_after = stale_processing_after
+        self._dispatcher = dispatcher
+        self._submit = dispatcher.submit
+        self._embedded = embedded
         self._listener: StorageServer | None = None
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -44,10 +47,8 @@ class Service:
         if dropped:
             log.warning("dropped %d half-received file(s); their senders were not acked", dropped)
         adopt_orphans(runtime.sessions, runtime.spool)
-        resume_unfinished(
-            runtime.sessions, self._submit,
-            include_processing_older_than=self._stale_processing_after,
-        )
+        resume_unfinished(runtime.sessions, self._submit, include_processing=self._embedded)
+        self.reconcile()
 
     def start(self) -> Service:
         runtime, settings = self._runtime, self._runtime.settings
@@ -66,6 +67,8 @@ class Service:
             port=settings.port,
             max_associations=settings.max_associations,
             receive_dir=runtime.spool.partial,
+            per_peer_limit=settings.per_peer_limit,
+            artim_timeout_s=settings.artim_timeout_s,
         ).start()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="sweeper", daemon=True)
         self._sweeper.start()
@@ -81,9 +84,20 @@ class Service:
             self._listener.stop()
             self._listener = None
 
+    def reconcile(self) -> None:
+        """The audit DB is the truth and the queue only a doorbell: take back expired leases
+        (dead workers), retry failed hand-offs, and ring again for messages the broker lost."""
+        settings, sessions = self._runtime.settings, self._runtime.sessions
+        reclaim_expired(sessions, self._submit, max_claims=settings.max_claims)
+        sweep_stuck(sessions, self._submit, older_than=HANDOFF_RETRY_AFTER)
+        ring_again(sessions, self._submit,
+                   older_than=timedelta(seconds=settings.requeue_queued_after_s),
+                   waiting_in_queue=self._dispatcher.waiting())
+
     def _sweep_loop(self) -> None:
-        while not self._stopping.wait(SWEEP_EVERY.total_seconds()):
+        every = self._runtime.settings.reconcile_every_s
+        while not self._stopping.wait(every):
             try:
-                sweep_stuck(self._runtime.sessions, self._submit, older_than=SWEEP_EVERY)
+                self.reconcile()
             except Exception:
-                log.exception("sweep failed")
+                log.exception("reconcile failed; will retry")

@@ -102,6 +102,14 @@ class Settings(BaseSettings):
         description="Comma list of AE or AE@ip; empty: only loopback peers are accepted.",
     )
     max_associations: int = Field(10, ge=1, le=1000, description="Concurrent associations.")
+    max_associations_per_peer: int | None = Field(
+        None, ge=1, le=1000,
+        description="Connections one peer address may hold at once; unset: half the slots.",
+    )
+    artim_timeout_s: float = Field(
+        5.0, gt=0, le=120,
+        description="A connection that has not finished negotiating in this time is dropped.",
+    )
     min_free_disk_mb: int = Field(
         500, ge=0, description="Refuse C-STORE (0xA700) when the spool has less free space."
     )
@@ -115,6 +123,23 @@ class Settings(BaseSettings):
         description="Threads of the embedded runner; 0 receives and spools only (processing held).",
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    lease_s: float = Field(
+        30.0, ge=3, le=3600,
+        description="A worker's claim on an instance lasts this long unless its heartbeat "
+                    "renews it (every third of it); then the instance is queued again.",
+    )
+    max_claims: int = Field(
+        3, ge=1, le=100,
+        description="Workers lost on one instance before it is marked FAILED (WORKER_LOST).",
+    )
+    reconcile_every_s: float = Field(
+        5.0, gt=0, le=300, description="How often serve looks for expired leases and lost "
+                                       "hand-offs.",
+    )
+    requeue_queued_after_s: float = Field(
+        60.0, gt=0, description="Send a QUEUED instance's task again after this long when the "
+                                "broker's queue is empty (the message was lost).",
+    )
     delivery_retry_initial_s: float = Field(
         5.0, gt=0, description="First retry delay of a failed delivery (doubles each time)."
     )
@@ -215,6 +240,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'audit.sqlite3').resolve()}"
+
+    @property
+    def per_peer_limit(self) -> int:
+        """One misbehaving host may not take every slot from the PACS."""
+        if self.max_associations_per_peer is not None:
+            return min(self.max_associations_per_peer, self.max_associations)
+        return max(1, self.max_associations // 2)
 
     @property
     def spool_dir(self) -> Path:

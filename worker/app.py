@@ -28,6 +28,9 @@ def create_app(broker_url: str) -> Celery:
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
         worker_prefetch_multiplier=1,
+        # Each process loads the networks after the fork, in worker_process_init (tasks.py);
+        # on 2 busy cores that can take longer than billiard's default 4 s.
+        worker_proc_alive_timeout=120,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,
         worker_hijack_root_logger=False,
@@ -40,6 +43,17 @@ class CeleryDispatcher:
 
     def __init__(self, app: Celery) -> None:
         self._app = app
+
+    def waiting(self) -> int | None:
+        """Ready messages in the inference queue (kombu sums Redis's priority lists)."""
+        try:
+            with self._app.connection_for_read() as connection:
+                connection.ensure_connection(max_retries=1)
+                declared = connection.default_channel.queue_declare(
+                    queue=INFERENCE_QUEUE, passive=True)
+                return int(declared.message_count)
+        except Exception:
+            return None
 
     def submit(self, instance_id: int) -> None:
         self._app.send_task(

@@ -9,26 +9,30 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import timedelta
 from typing import Annotated
 
 import typer
 
 from service.cli import app
 from service.cli_common import err, runtime_or_exit, settings_or_exit
+from service.handoff import Dispatcher
+from service.leases import Claimant
 from service.logs import setup_logging
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def _preload(runtime: Runtime) -> None:
-    """Load the networks before the first image arrives, and say what they are."""
+def _preload(runtime: Runtime, claimant: Claimant) -> None:
+    """Load the networks before the first image arrives, say what they are, and start the
+    heartbeat that keeps the embedded runner's leases."""
     try:
         model = runtime.assessor().model
     except Exception:
         log.exception("the model could not be loaded; instances will be marked FAILED")
+        claimant.start(None)
         return
+    claimant.start(model.version)
     log.info("model %s %s loaded (weights %s)", model.name, model.version,
              model.weights_sha256[:12])
     if model.warning:
@@ -48,30 +52,32 @@ def serve() -> None:
 
     deliverer = Deliverer(runtime.sessions, runtime.delivery_policy())
     outputs = runtime.output_policy(deliverer.wake)
-    runner = None
+    runner = claimant = None
     if settings.broker_url:
         from worker.app import CeleryDispatcher, create_app
 
-        submit = CeleryDispatcher(create_app(settings.broker_url)).submit
-        stale = timedelta(hours=1)  # other workers may be busy with PROCESSING ones
+        dispatcher: Dispatcher = CeleryDispatcher(create_app(settings.broker_url))
     else:
+        from service.leases import Claimant
         from worker.embedded import EmbeddedRunner
 
+        claimant = Claimant(runtime.sessions, "embedded", lease_s=settings.lease_s)
+        held_by = claimant
         runner = EmbeddedRunner(
             lambda instance_id: process_instance(runtime.sessions, instance_id,
-                                                 runtime.assessor, outputs),
+                                                 runtime.assessor, held_by, outputs),
             settings.embedded_workers,
         )
-        submit = runner.submit
-        stale = timedelta(0)  # nobody else can be processing: all PROCESSING rows are stale
+        dispatcher = runner
 
-    service = Service(runtime, submit, stale_processing_after=stale)
+    service = Service(runtime, dispatcher, embedded=runner is not None)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if runner is not None:
+    if runner is not None and claimant is not None:
         runner.start()
-        threading.Thread(target=_preload, args=(runtime,), name="preload", daemon=True).start()
+        threading.Thread(target=_preload, args=(runtime, claimant), name="preload",
+                         daemon=True).start()
     deliverer.start()
     try:
         service.start()
@@ -82,8 +88,9 @@ def serve() -> None:
     # An on-call engineer reading the log should see a clean stop, not a silent end.
     log.info("stopping: no new associations; finishing the instances in hand")
     service.stop()
-    if runner is not None:
+    if runner is not None and claimant is not None:
         runner.stop()
+        claimant.stop()
     deliverer.stop()
     log.info("stopped")
 

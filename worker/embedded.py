@@ -26,6 +26,9 @@ class EmbeddedRunner:
     def submit(self, instance_id: int) -> None:
         self._queue.put(instance_id)
 
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
     def start(self) -> EmbeddedRunner:
         for index in range(self._threads):
             thread = threading.Thread(target=self._loop, name=f"runner-{index}", daemon=True)

@@ -3,21 +3,52 @@ for an instance another worker already finished, changes nothing."""
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 
 from celery import shared_task
+from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
 from service import processing
+from service.leases import Claimant
 from service.runtime import Runtime, open_runtime
 from service.settings import load_settings
 from worker.app import PROCESS_INSTANCE_TASK
 
+log = logging.getLogger(__name__)
+
 
 @cache
 def _runtime() -> Runtime:
-    """Opened lazily in each worker process, after the fork: no shared DB connections."""
+    """Opened in each worker process, after the fork: no shared DB connections."""
     return open_runtime(load_settings())
+
+
+@cache
+def _claimant() -> Claimant:
+    runtime = _runtime()
+    return Claimant(runtime.sessions, "celery", lease_s=runtime.settings.lease_s)
+
+
+@worker_process_init.connect
+def _load_after_fork(**_: object) -> None:
+    """Load the networks once per worker process, before its first task, and start the
+    heartbeat that keeps its leases."""
+    runtime = _runtime()
+    try:
+        model = runtime.assessor().model
+        version: str | None = model.version
+        log.info("model %s %s loaded in worker process", model.name, model.version)
+    except Exception:
+        log.exception("the model could not be loaded; instances will be marked FAILED")
+        version = None
+    _claimant().start(version)
+
+
+@worker_process_shutdown.connect
+def _stop_heartbeat(**_: object) -> None:
+    _claimant().stop()
 
 
 @shared_task(
@@ -30,4 +61,4 @@ def _runtime() -> Runtime:
 def process_instance(instance_id: int) -> str:
     runtime = _runtime()
     return processing.process_instance(runtime.sessions, instance_id, runtime.assessor,
-                                       runtime.output_policy()).value
+                                       _claimant(), runtime.output_policy()).value

@@ -8,8 +8,10 @@ processing safe when the embedded runner, Celery workers and the start-up resume
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
 from service.audit.tables import Instance, InstanceEvent, InstanceStatus, utcnow
@@ -21,6 +23,14 @@ def record_event(
     session.add(InstanceEvent(instance_id=instance_id, status=status, detail=detail, at=utcnow()))
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on a PROCESSING instance: who, and until when unless renewed."""
+
+    holder: str
+    expires_at: datetime
+
+
 def advance(
     session: Session,
     instance_id: int,
@@ -29,13 +39,28 @@ def advance(
     allowed_from: Iterable[InstanceStatus],
     detail: str | None = None,
     reason: str | None = None,
+    held_by: str | None = None,
+    lease: Lease | None = None,
+    only_if: ColumnElement[bool] | None = None,
 ) -> bool:
-    """Set `to` if the instance is in one of `allowed_from`; False if someone else moved it."""
+    """Set `to` if the instance is in one of `allowed_from` (and, with `held_by`, still leased
+    by that worker; with `only_if`, that holds too); False if someone else moved it.
+
+    Entering PROCESSING takes `lease` and counts a claim; every other move clears the lease.
+    """
     now = utcnow()
+    conditions = [Instance.id == instance_id, Instance.status.in_(list(allowed_from))]
+    if held_by is not None:
+        conditions.append(Instance.lease_holder == held_by)
+    if only_if is not None:
+        conditions.append(only_if)
+    values: dict[str, object] = {"status": to, "status_changed_at": now, "status_reason": reason,
+                                 "lease_holder": None, "lease_expires_at": None}
+    if lease is not None:
+        values |= {"lease_holder": lease.holder, "lease_expires_at": lease.expires_at,
+                   "claims": Instance.claims + 1}
     result = session.execute(
-        update(Instance)
-        .where(Instance.id == instance_id, Instance.status.in_(list(allowed_from)))
-        .values(status=to, status_changed_at=now, status_reason=reason)
+        update(Instance).where(*conditions).values(**values)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

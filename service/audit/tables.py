@@ -154,6 +154,11 @@ class Instance(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # While PROCESSING: which worker holds it and until when (renewed by its heartbeat). An
+    # expired lease means the worker died; the reconciler queues the instance again.
+    lease_holder: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     association: Mapped[Association | None] = relationship(back_populates="instances")
     events: Mapped[list[InstanceEvent]] = relationship(
@@ -235,6 +240,23 @@ class GateRecord(Base):
     threshold: Mapped[str | None] = mapped_column(Text)
 
     assessment: Mapped[AssessmentRecord] = relationship(back_populates="gates")
+
+
+class Worker(Base):
+    """A process that claims instances (an embedded runner in `serve`, or a Celery worker
+    process), with its heartbeat: what `boneage status` lists as live workers."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # the lease holder name
+    kind: Mapped[str] = mapped_column(String(16))  # embedded | celery
+    hostname: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    processed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -21,6 +21,7 @@ from models.phantom import render
 from models.shipped import PHANTOM_MODEL_DIR
 from service.audit.session import make_engine, make_session_factory, upgrade
 from service.audit.tables import AssessmentRecord, GateRecord, Instance, InstanceStatus
+from service.leases import Claimant
 from service.phantoms import phantom_dicom
 from service.pipeline import Assessor
 from service.processing import OutputPolicy, process_instance
@@ -162,7 +163,8 @@ def test_processing_is_audited_and_idempotent(assessor, tmp_path, backend):
                                                ds.file_meta.TransferSyntaxUID))
     instance_id = stored.instance_id
     outputs = OutputPolicy(tmp_path / "outbox", ())
-    assert process_instance(sessions, instance_id, lambda: assessor, outputs) \
+    claimant = Claimant(sessions, "test", lease_s=60)
+    assert process_instance(sessions, instance_id, lambda: assessor, claimant, outputs) \
         is InstanceStatus.ASSESSED
     with sessions() as session:
         [record] = session.scalars(select(AssessmentRecord)).all()
@@ -170,7 +172,7 @@ def test_processing_is_audited_and_idempotent(assessor, tmp_path, backend):
     assert record.model_version == assessor.predictor.card.version and record.synthetic
     assert len(gates) >= 15 and gates[0].name == "sop_class"
     # Again: the instance is finished, nothing is computed or stored twice.
-    assert process_instance(sessions, instance_id, lambda: assessor, outputs) \
+    assert process_instance(sessions, instance_id, lambda: assessor, claimant, outputs) \
         is InstanceStatus.ASSESSED
     with sessions() as session:
         assert len(session.scalars(select(AssessmentRecord)).all()) == 1
