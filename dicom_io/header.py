@@ -140,11 +140,18 @@ def read_header(path: Path) -> HeaderFacts:
         raise
     except Exception as exc:
         raise UnreadableDataset(f"cannot parse dataset: {type(exc).__name__}: {exc}") from None
-    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        value = dataset.get(keyword)
-        if not value or not UID(str(value)).is_valid:
-            raise BadIdentifiers(f"{keyword} is missing or not a valid UID")
-    return header_facts(dataset)
+    try:
+        # pydicom converts elements when first read: a corrupted VR or value surfaces here.
+        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID",
+                        "SeriesInstanceUID"):
+            value = dataset.get(keyword)
+            if not value or not UID(str(value)).is_valid:
+                raise BadIdentifiers(f"{keyword} is missing or not a valid UID")
+        return header_facts(dataset)
+    except UnreadableDataset:
+        raise
+    except Exception as exc:
+        raise UnreadableDataset(f"cannot parse element: {type(exc).__name__}: {exc}") from None
 
 
 def _check_pixel_data(handle: BinaryIO, file_size: int, *, implicit: bool) -> None:
@@ -232,7 +239,9 @@ def _code_meaning(dataset: Dataset, keyword: str) -> str | None:
 
 
 def _text(value: object) -> str | None:
+    """Printable text or None: NUL and other control characters (a corrupted header has
+    them; PostgreSQL refuses NUL in text) are dropped."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = "".join(ch for ch in str(value) if ch.isprintable()).strip()
     return text or None

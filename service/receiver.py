@@ -98,20 +98,36 @@ def _instance_row(
         "modality": facts.modality,
     }
     return Instance(
-        sop_instance_uid=receipt.received.sop_instance_uid,
-        sop_class_uid=receipt.received.sop_class_uid,
-        **header,
+        **_fitted({
+            "sop_instance_uid": receipt.received.sop_instance_uid,
+            "sop_class_uid": receipt.received.sop_class_uid,
+            "transfer_syntax_uid": receipt.received.transfer_syntax_uid,
+            "status_reason": reason,  # may quote the peer's bytes
+            **header,
+        }),
         association_id=receipt.association_id,
-        transfer_syntax_uid=receipt.received.transfer_syntax_uid,
         size_bytes=receipt.size,
         sha256=receipt.sha256,
         spool_path=str(receipt.path) if receipt.path else None,
         status=status,
-        status_reason=reason,
         response_status=code,
         received_at=now,
         status_changed_at=now,
     )
+
+
+def _fitted(values: dict[str, str | None]) -> dict[str, str | None]:
+    """What a peer sent, made storable on every backend: printable characters only, cut to
+    the column's length (PostgreSQL enforces lengths; a hostile header is any length)."""
+    columns = Instance.__table__.c
+    out: dict[str, str | None] = {}
+    for name, value in values.items():
+        if value is not None:
+            value = "".join(ch for ch in value if ch.isprintable())
+            length = getattr(columns[name].type, "length", None)
+            value = value[:length] if length else value
+        out[name] = value
+    return out
 
 
 class Receiver:

@@ -9,6 +9,7 @@ per-address limit on the listener can be told apart from the legitimate peer on 
 
 from __future__ import annotations
 
+import copy
 import random
 import socket
 import struct
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 VERIFICATION = b"1.2.840.10008.1.1"
@@ -162,8 +164,11 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
 
 def mutate_dataset(ds: Dataset, rng: random.Random) -> Dataset:
     """A dataset with one element removed, emptied or given a hostile value; still encodable,
-    so it travels over a real association and tests the receiving side, not the sender."""
-    out = ds.copy()
+    so it travels over a real association and tests the receiving side, not the sender.
+    The copy has its own element table (pixels shared); every change replaces an element,
+    never edits one, so the seed stays intact."""
+    out = Dataset(dict(ds.items()))
+    out.file_meta = copy.deepcopy(ds.file_meta)
     keyword = rng.choice(("PatientBirthDate", "PatientSex", "Rows", "Columns", "BitsAllocated",
                           "BitsStored", "PhotometricInterpretation", "BodyPartExamined",
                           "Modality", "StudyDate", "PixelSpacing", "WindowCenter",
@@ -175,7 +180,9 @@ def mutate_dataset(ds: Dataset, rng: random.Random) -> Dataset:
     if action == "delete":
         del out[keyword]
     elif action == "empty":
-        out[keyword].value = None
+        # A new element: the copy is shallow, and the seed's own must stay intact.
+        element = out[keyword]
+        out[keyword] = DataElement(element.tag, element.VR, None)
     else:
         hostile: dict[str, object] = {
             "Rows": rng.choice((0, 1, 65535)), "Columns": rng.choice((0, 1, 65535)),
@@ -195,5 +202,9 @@ def mutate_dataset(ds: Dataset, rng: random.Random) -> Dataset:
         }
         value = hostile.get(keyword)
         if value is not None:
-            setattr(out, keyword, value)
+            element = ds.data_element(keyword) if keyword in ds else None
+            if element is None:
+                setattr(out, keyword, value)  # a new element: nothing shared to change
+            else:
+                out[keyword] = DataElement(element.tag, element.VR, value)
     return out
