@@ -73,9 +73,9 @@ def write_image(path: Path, **kwargs: object) -> Dataset:
     return ds
 
 
-def phantom_file(directory: Path, age: float = 110.0, seed: int = 4) -> Path:
+def phantom_file(directory: Path, age: float = 110.0, seed: int = 4, size: int = 1024) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"phantom-{seed}.dcm"
-    phantom_dicom(render(age, True, seed, size=1024), f"{seed:04d}").save_as(
+    phantom_dicom(render(age, True, seed, size=size), f"{seed:04d}").save_as(
         path, enforce_file_format=True)
     return path

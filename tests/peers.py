@@ -5,6 +5,7 @@ Under CI=true a missing peer fails the test; on a developer machine it skips wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -164,10 +165,12 @@ class RedisServer:
         self.workdir = workdir
         self.start()
 
-    def start(self) -> None:
-        """(Re)start on a new free port."""
+    def start(self, *, same_port: bool = False) -> None:
+        """(Re)start, on a new free port unless `same_port` (a restart the clients ride out:
+        with nothing on disk, every message it held is gone)."""
         workdir = self.workdir
-        self.port = free_port()
+        if not same_port:
+            self.port = free_port()
         self.process = subprocess.Popen(
             [tool("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(workdir)],
@@ -182,6 +185,38 @@ class RedisServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+class WorkerProcess:
+    """`boneage worker` (a Celery worker) for a service under test, in its own process group
+    so that `kill()` takes its pool children down with it, as a lost machine would."""
+
+    def __init__(self, service: ServiceProcess, broker_url: str, name: str = "worker",
+                 **env: str) -> None:
+        self.env = {**service.env, "BONEAGE_BROKER_URL": broker_url, **env}
+        self.log_path = service.var_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(boneage_command("worker"), env=self.env,
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL to the whole worker: main process and pool children."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, timeout=30)
+            with contextlib.suppress(ProcessLookupError):  # pool children left behind
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process = None
 
 
 # -- the audit DB of a service under test, polled ----------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,30 +10,28 @@ import pytest
 from sqlalchemy import select
 
 from dicom_io.content import Outcome
-from service.audit.tables import AssessmentRecord, InstanceStatus
+from service.audit.tables import AssessmentRecord, Instance, InstanceStatus
 from tests.factory import phantom_file, write_image
-from tests.peers import ServiceProcess, boneage_command, instances, storescu, wait_status
+from tests.peers import (
+    ServiceProcess,
+    WorkerProcess,
+    instances,
+    storescu,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
 
 
 @contextmanager
-def celery_worker(service: ServiceProcess, broker_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    log = (service.var_dir / "worker.log").open("ab")
-    process = subprocess.Popen(
-        boneage_command("worker"),
-        env={**service.env, "BONEAGE_BROKER_URL": broker_url},
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+def celery_worker(service: ServiceProcess, broker_url: str, name: str = "worker",
+                  **env: str) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(service, broker_url, name, **env).start()
     try:
-        yield process
+        yield worker
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        worker.stop()
 
 
 def test_celery_worker_processes_what_serve_receives(
@@ -84,3 +82,41 @@ def test_broker_down_keeps_the_instance_and_a_restart_resumes_it(
         "re-queued at start-up"
     )
     assert len(instances(sessions)) == 1
+
+
+LEASE = {"BONEAGE_LEASE_S": "6", "BONEAGE_RECONCILE_EVERY_S": "1"}
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # shared by the processes
+def test_a_worker_killed_mid_inference_is_replaced_within_the_lease(
+    tmp_path, backend, start_service, redis_server
+):
+    service = start_service(BONEAGE_BROKER_URL=redis_server.url, **LEASE)
+    sessions = backend.sessions(service.var_dir)
+    doomed = WorkerProcess(service, redis_server.url, "doomed").start()
+    try:
+        # A full-size phantom: long enough in the network to be caught mid-inference.
+        source = phantom_file(tmp_path / "hand", size=2304)
+        assert storescu(service.port, source).returncode == 0
+
+        def processing() -> Instance | None:
+            rows = instances(sessions)
+            held = rows and rows[0].status is InstanceStatus.PROCESSING
+            return rows[0] if held and rows[0].lease_holder else None
+
+        victim = wait_for(processing, timeout=120, interval=0.02)
+        doomed.kill()
+    finally:
+        doomed.stop()
+    killed_at = time.monotonic()
+    with celery_worker(service, redis_server.url, "rescuer"):
+        [row] = wait_status(sessions, 1, InstanceStatus.ASSESSED)
+    print(f"killed mid-inference; assessed by another worker "
+          f"{time.monotonic() - killed_at:.1f} s later (lease 6 s)")
+    assert row.claims == 2
+    expired = [e.detail for e in row.events if e.status is InstanceStatus.QUEUED][-1]
+    assert expired == f"worker {victim.lease_holder} stopped renewing its lease; queued again"
+    pickers = [e.detail for e in row.events if e.status is InstanceStatus.PROCESSING]
+    assert len(pickers) == 2 and pickers[1] != pickers[0]
+    with sessions() as session:
+        assert len(session.scalars(select(AssessmentRecord)).all()) == 1
