@@ -19,8 +19,6 @@ from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-HANDOFF_RETRY_AFTER = timedelta(seconds=30)
-
 
 class Service:
     """`embedded`: this process is the only worker, so at start-up every PROCESSING row is
@@ -88,10 +86,10 @@ class Service:
         """The audit DB is the truth and the queue only a doorbell: take back expired leases
         (dead workers), retry failed hand-offs, and ring again for messages the broker lost."""
         settings, sessions = self._runtime.settings, self._runtime.sessions
+        after = timedelta(seconds=settings.requeue_queued_after_s)
         reclaim_expired(sessions, self._submit, max_claims=settings.max_claims)
-        sweep_stuck(sessions, self._submit, older_than=HANDOFF_RETRY_AFTER)
-        ring_again(sessions, self._submit,
-                   older_than=timedelta(seconds=settings.requeue_queued_after_s),
+        sweep_stuck(sessions, self._submit, older_than=after)
+        ring_again(sessions, self._submit, older_than=after,
                    waiting_in_queue=self._dispatcher.waiting())
 
     def _sweep_loop(self) -> None:

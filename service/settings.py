@@ -137,8 +137,9 @@ class Settings(BaseSettings):
                                        "hand-offs.",
     )
     requeue_queued_after_s: float = Field(
-        60.0, gt=0, description="Send a QUEUED instance's task again after this long when the "
-                                "broker's queue is empty (the message was lost).",
+        30.0, gt=0, description="Retry a hand-off that failed (RECEIVED) after this long, and "
+                                "send a QUEUED instance's task again when the broker's queue "
+                                "is empty (the message was lost).",
     )
     delivery_retry_initial_s: float = Field(
         5.0, gt=0, description="First retry delay of a failed delivery (doubles each time)."
