@@ -49,8 +49,9 @@ class CeleryDispatcher:
         try:
             with self._app.connection_for_read() as connection:
                 connection.ensure_connection(max_retries=1)
-                declared = connection.default_channel.queue_declare(
-                    queue=INFERENCE_QUEUE, passive=True)
+                # Not passive: after a Redis restart the queue is unknown until someone
+                # declares it again, and declaring our own queue is harmless.
+                declared = connection.default_channel.queue_declare(queue=INFERENCE_QUEUE)
                 return int(declared.message_count)
         except Exception:
             return None

@@ -6,6 +6,7 @@ This is the one module that composes `service` and `worker`; `service` knows not
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -14,11 +15,12 @@ from typing import Annotated
 import typer
 
 from service.cli import app
-from service.cli_common import err, runtime_or_exit, settings_or_exit
+from service.cli_common import console, err, runtime_or_exit, settings_or_exit
 from service.handoff import Dispatcher
 from service.leases import Claimant
 from service.logs import setup_logging
 from service.runtime import Runtime
+from worker.status_view import render_status
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,31 @@ def worker(
         "worker", "--loglevel", settings.log_level, "--concurrency", str(concurrency),
         "-Q", INFERENCE_QUEUE, "--without-gossip", "--without-mingle",
     ])
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Is work flowing? Queue depth, live workers and their leases, the oldest unfinished
+    instance, deliveries failing or dead-lettered."""
+    settings = settings_or_exit()
+    runtime = runtime_or_exit(settings)
+    from service.status_report import status_report
+
+    waiting = None
+    if settings.broker_url:
+        from worker.app import CeleryDispatcher, create_app
+
+        waiting = CeleryDispatcher(create_app(settings.broker_url)).waiting()
+    with runtime.sessions() as session:
+        report = status_report(session, queue="celery (redis)" if settings.broker_url
+                               else "embedded (in boneage serve)", queue_waiting=waiting,
+                               lease_s=settings.lease_s)
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    render_status(report)
 
 
 def main() -> None:

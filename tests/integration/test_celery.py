@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from tests.factory import phantom_file, write_image
 from tests.peers import (
     ServiceProcess,
     WorkerProcess,
+    boneage_command,
     instances,
     storescu,
     wait_for,
@@ -111,6 +114,7 @@ def test_a_worker_killed_mid_inference_is_replaced_within_the_lease(
     killed_at = time.monotonic()
     with celery_worker(service, redis_server.url, "rescuer"):
         [row] = wait_status(sessions, 1, InstanceStatus.ASSESSED)
+        status = boneage_status(service, redis_server.url)
     print(f"killed mid-inference; assessed by another worker "
           f"{time.monotonic() - killed_at:.1f} s later (lease 6 s)")
     assert row.claims == 2
@@ -120,3 +124,17 @@ def test_a_worker_killed_mid_inference_is_replaced_within_the_lease(
     assert len(pickers) == 2 and pickers[1] != pickers[0]
     with sessions() as session:
         assert len(session.scalars(select(AssessmentRecord)).all()) == 1
+    # What `boneage status` tells the on-call engineer afterwards.
+    assert status["queue_waiting"] == 0 and status["unfinished"] == 0
+    assert status["instances"]["ASSESSED"] == 1
+    by_name = {w["name"]: w for w in status["workers"]}
+    assert not by_name[victim.lease_holder]["alive"]
+    [rescuer] = [w for w in status["workers"] if w["alive"]]
+    assert rescuer["processed"] == 1 and rescuer["kind"] == "celery" and rescuer["leases"] == []
+
+
+def boneage_status(service: ServiceProcess, broker_url: str) -> dict:
+    run = subprocess.run([*boneage_command("status"), "--json"], capture_output=True, text=True,
+                         env={**service.env, "BONEAGE_BROKER_URL": broker_url}, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
