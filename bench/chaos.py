@@ -12,22 +12,15 @@ database is created for the run and dropped afterwards.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-import uuid
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.audit.session import make_engine, upgrade
 from tests.chaos import run_chaos
-
-POSTGRES_URL = os.environ.get(
-    "BONEAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from tests.databases import fresh_postgres_database
 
 
 def main() -> None:
@@ -35,12 +28,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--per-association", type=int, default=10)
     args = parser.parse_args()
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"boneage_chaos_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_postgres_database("boneage_chaos") as url:
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
@@ -48,9 +36,6 @@ def main() -> None:
             report = run_chaos(Path(temp), url, args.count,
                                per_association=args.per_association, timeout_s=3600)
         print("\n".join(report.lines()))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

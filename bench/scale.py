@@ -24,21 +24,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.audit.session import make_engine, make_session_factory, upgrade
 from service.audit.tables import Instance, InstanceEvent, InstanceStatus, Worker
 from tests.chaos import make_phantoms
+from tests.databases import fresh_postgres_database
 from tests.peers import RedisServer, ServiceProcess, WorkerProcess, free_port, storescu, tool
 
-POSTGRES_URL = os.environ.get(
-    "BONEAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DONE = (InstanceStatus.ASSESSED, InstanceStatus.REJECTED, InstanceStatus.FAILED)
 
 
@@ -61,6 +58,19 @@ def burst_rate(sessions, service: ServiceProcess, paths: list[Path], before: int
         rows = session.execute(select(Instance.received_at, Instance.status_changed_at)
                                .where(Instance.id > before)).all()
     span = (max(r[1] for r in rows) - min(r[0] for r in rows)).total_seconds()
+    with sessions() as session:
+        events = session.execute(select(InstanceEvent.instance_id, InstanceEvent.status,
+                                        InstanceEvent.at).where(InstanceEvent.instance_id > before)
+                                 .order_by(InstanceEvent.id)).all()
+    started: dict[int, float] = {}
+    busy = []
+    for instance_id, status, at in events:
+        if status is InstanceStatus.PROCESSING:
+            started[instance_id] = at.timestamp()
+        elif status in DONE and instance_id in started:
+            busy.append(at.timestamp() - started[instance_id])
+    print(f"  burst of {len(rows)}: {span:.0f} s; in a worker (PROCESSING -> result) median "
+          f"{statistics.median(busy):.2f} s, max {max(busy):.2f} s")
     return 60 * len(rows) / span
 
 
@@ -112,24 +122,16 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50)
     parser.add_argument("--size", type=int, default=2304)
     args = parser.parse_args()
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"boneage_scale_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_postgres_database("boneage_scale") as url:
         engine = make_engine(url)
         upgrade(engine)
         with tempfile.TemporaryDirectory() as temp:
             run(Path(temp), url, make_session_factory(engine), args.count, args.size)
         engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def run(root: Path, url: str, sessions, count: int, size: int) -> None:  # type: ignore[no-untyped-def]
-    paths = make_phantoms(root / "phantoms", 2 * count + 12, size=size)
+    paths = make_phantoms(root / "phantoms", 2 * count + 14, size=size)
     pacs_port = free_port()
     (root / "pacs").mkdir()
     pacs = subprocess.Popen([tool("storescp"), "-aet", "PACS", "-od", str(root / "pacs"),
@@ -142,23 +144,26 @@ def run(root: Path, url: str, sessions, count: int, size: int) -> None:  # type:
         "BONEAGE_RECONCILE_EVERY_S": "1"}).start()
     workers = [WorkerProcess(service, redis.url, "w0").start()]
     try:
-        time.sleep(15)  # the first worker loads its networks
-        one = burst_rate(sessions, service, paths[:count], 0)
+        # Warm: each burst starts with its workers loaded and past their first inference.
+        warm = queue_overhead(sessions, service, paths[2 * count + 10:2 * count + 11], 0)
+        one = burst_rate(sessions, service, paths[:count], 1)
         workers.append(WorkerProcess(service, redis.url, "w1").start())
-        time.sleep(15)
-        two = burst_rate(sessions, service, paths[count:2 * count], count)
-        overhead = queue_overhead(sessions, service, paths[2 * count:2 * count + 10], 2 * count)
+        queue_overhead(sessions, service, paths[2 * count + 11:2 * count + 13], count + 1)
+        two = burst_rate(sessions, service, paths[count:2 * count], count + 3)
+        overhead = queue_overhead(sessions, service, paths[2 * count:2 * count + 10],
+                                  2 * count + 3)
         with sessions() as session:
             pids = [w.pid for w in session.scalars(select(Worker).where(
                 Worker.stopped_at.is_(None), Worker.kind == "celery"))]
         measured = [(pid, memory(pid)) for pid in pids]
-        recovered = recovery(sessions, service, paths[-1], 2 * count + 10)
+        recovered = recovery(sessions, service, paths[-1], 2 * count + 13)
     finally:
         for worker in workers:
             worker.stop()
         service.stop()
         redis.stop()
         pacs.terminate()
+    print(f"first image through a cold worker (QUEUED -> PROCESSING): {warm:.1f} s")
     print(f"throughput ({size} px phantoms, {count} per burst, results sent to storescp): "
           f"1 worker {one:.1f} images/min, 2 workers {two:.1f} images/min, ratio "
           f"{two / one:.2f}")
