@@ -52,9 +52,18 @@ class GuardedAssociationServer(ThreadedAssociationServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accepted sockets block forever by default: a PDU header announcing 4 GB followed
         by silence would hold its association thread (and slot) for good. A read that waits
-        longer than `read_timeout_s` now ends the connection."""
-        client, address = super().get_request()
+        longer than `read_timeout_s` now ends the connection.
+
+        On the TLS listener the handshake is not done here, in the one accepting thread
+        (pynetdicom's way), where a peer that stalls mid-handshake would stop every other
+        connection from being accepted: the socket is wrapped with the handshake deferred,
+        and OpenSSL performs it on the association thread's first read, under the same
+        timeout. A peer that speaks plain DICOM to it fails the handshake and is closed."""
+        client, address = self.socket.accept()  # type: ignore[union-attr]
         client.settimeout(self.read_timeout_s)
+        if self.ssl_context is not None:
+            client = self.ssl_context.wrap_socket(client, server_side=True,
+                                                  do_handshake_on_connect=False)
         return client, address
 
     def verify_request(self, request: Any, client_address: Any) -> bool:

@@ -13,6 +13,7 @@ gets that file's path and may move it (same filesystem: a rename, no copy).
 from __future__ import annotations
 
 import logging
+import ssl
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ class StorageServer:
         receive_dir: Path,
         per_peer_limit: int | None = None,
         artim_timeout_s: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._handler = handler
         self._states = _States()
@@ -145,6 +147,7 @@ class StorageServer:
         self._address = (bind, port)
         self._receive_dir = receive_dir
         self._per_peer_limit = per_peer_limit or max_associations
+        self._ssl_context = ssl_context  # set: this listener speaks only DICOM TLS
         self._server: GuardedAssociationServer | None = None
 
     def start(self) -> StorageServer:
@@ -167,11 +170,13 @@ class StorageServer:
         ]
         server = self._ae.make_server(
             self._address, evt_handlers=handlers, server_class=GuardedAssociationServer,
+            ssl_context=self._ssl_context,
             per_peer_limit=self._per_peer_limit, read_timeout_s=self._ae.network_timeout or 60.0,
         )
         # As AE.start_server(block=False) does, with our server class.
         self._ae._servers.append(server)
-        threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
+        name = "dicom-tls-listener" if self._ssl_context else "dicom-listener"
+        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
         self._server = server
         return self
 

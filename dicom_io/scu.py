@@ -84,3 +84,25 @@ def send_files(paths: Sequence[Path], destination: Destination, *, calling_ae: s
     results += [SendResult(p, None, "association ended before sending") for p in paths
                 if p not in sent]
     return results
+
+
+def listening(destination: Destination, *, calling_ae: str, timeout: float = 5.0) -> bool:
+    """True when a DICOM listener answers an A-ASSOCIATE-RQ there, accepting or rejecting it
+    (a readiness probe: a rejection by an allow-list still proves the SCP is up). A C-ECHO is
+    sent when the association is accepted, and the association released."""
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.add_requested_context(Verification)
+    try:
+        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    except Exception:
+        return False
+    if assoc.is_established:
+        try:
+            status = assoc.send_c_echo()
+            return bool(status) and int(status.Status) == 0
+        finally:
+            assoc.release()
+    return bool(assoc.is_rejected)

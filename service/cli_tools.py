@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from service.cli_common import console, err, settings_or_exit
+from service.settings import SECRET_FIELDS
 
 
 def phantoms(
@@ -39,6 +40,9 @@ def show_config() -> None:
     settings = settings_or_exit()
     values = settings.model_dump()
     values["database_url"] = settings.effective_database_url
+    for secret in SECRET_FIELDS:
+        if values.get(secret):
+            values[secret] = "(set)"
     for key, value in values.items():
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
         console.print(f"BONEAGE_{key.upper()}={shown}", highlight=False)

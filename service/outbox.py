@@ -160,7 +160,8 @@ class Deliverer:
                     delivered += 1
                     log.info("delivered %s of instance %d to %s", current.kind,
                              current.instance_id, destination)
-                elif now - current.created_at >= timedelta(hours=policy.give_up_hours):
+                elif now - (current.retried_at or current.created_at) >= timedelta(
+                        hours=policy.give_up_hours):
                     current.status = DeliveryStatus.DEAD
                     log.error("dead-letter: %s of instance %d to %s after %d attempts: %s",
                               current.kind, current.instance_id, destination, current.attempts,
@@ -172,13 +173,3 @@ class Deliverer:
                                 current.kind, current.instance_id, destination,
                                 current.attempts, result.error)
         return delivered
-
-
-def tls_context(ca_file: Path | None, cert_file: Path | None = None,
-                key_file: Path | None = None) -> ssl.SSLContext:
-    """A client context that verifies the destination against `ca_file` (the system's CAs
-    when None) and presents our certificate when one is given."""
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    if cert_file:
-        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
-    return context

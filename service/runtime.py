@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicom_io.tls import client_context
 from service.audit.session import ensure_schema, make_engine, make_session_factory
-from service.outbox import DeliveryPolicy, tls_context
+from service.outbox import DeliveryPolicy
 from service.pipeline import Assessor, shared_assessor
 from service.processing import OutputPolicy
 from service.settings import Settings
@@ -39,7 +40,7 @@ class Runtime:
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
     """The deliverer's part of the settings, with the outbound TLS context opened once."""
-    tls = tls_context(settings.delivery_tls_ca_file, settings.delivery_tls_cert_file,
+    tls = client_context(settings.delivery_tls_ca_file, settings.delivery_tls_cert_file,
                       settings.delivery_tls_key_file) if settings.delivery_tls else None
     return DeliveryPolicy(
         calling_ae=settings.ae_title, retry_initial_s=settings.delivery_retry_initial_s,

@@ -8,10 +8,12 @@ instances are queued again, and only then does the listener accept new work.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from datetime import timedelta
 
 from dicom_io.scp import StorageServer
+from dicom_io.tls import server_context
 from service.handoff import Dispatcher, resume_unfinished, ring_again, sweep_stuck
 from service.leases import reclaim_expired
 from service.receiver import Receiver, adopt_orphans
@@ -30,6 +32,7 @@ class Service:
         self._submit = dispatcher.submit
         self._embedded = embedded
         self._listener: StorageServer | None = None
+        self._tls_listener: StorageServer | None = None
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -58,16 +61,13 @@ class Service:
             min_free_disk_mb=settings.min_free_disk_mb,
             submit=self._submit,
         )
-        self._listener = StorageServer(
-            receiver,
-            ae_title=settings.ae_title,
-            bind=settings.bind,
-            port=settings.port,
-            max_associations=settings.max_associations,
-            receive_dir=runtime.spool.partial,
-            per_peer_limit=settings.per_peer_limit,
-            artim_timeout_s=settings.artim_timeout_s,
-        ).start()
+        self._listener = self._listen(receiver, settings.port, None)
+        if settings.tls_port is not None:  # the same receiver: one allow-list for both
+            self._tls_listener = self._listen(receiver, settings.tls_port, server_context(
+                settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file))
+            log.info("listening for DICOM TLS on %s:%d (%s)", settings.bind,
+                     self._tls_listener.port, "client certificates required"
+                     if settings.tls_ca_file else "no client certificate asked")
         self._sweeper = threading.Thread(target=self._sweep_loop, name="sweeper", daemon=True)
         self._sweeper.start()
         log.info(
@@ -76,11 +76,27 @@ class Service:
         )
         return self
 
+    def _listen(self, receiver: Receiver, port: int,
+                tls: ssl.SSLContext | None) -> StorageServer:
+        settings = self._runtime.settings
+        return StorageServer(
+            receiver,
+            ae_title=settings.ae_title,
+            bind=settings.bind,
+            port=port,
+            max_associations=settings.max_associations,
+            receive_dir=self._runtime.spool.partial,
+            per_peer_limit=settings.per_peer_limit,
+            artim_timeout_s=settings.artim_timeout_s,
+            ssl_context=tls,
+        ).start()
+
     def stop(self) -> None:
         self._stopping.set()
-        if self._listener is not None:
-            self._listener.stop()
-            self._listener = None
+        for listener in (self._listener, self._tls_listener):
+            if listener is not None:
+                listener.stop()
+        self._listener = self._tls_listener = None
 
     def reconcile(self) -> None:
         """The audit DB is the truth and the queue only a doorbell: take back expired leases

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -29,6 +29,9 @@ __all__ = ["CallerRule", "Destination", "Settings", "SettingsError", "load_setti
 
 ENV_PREFIX = "BONEAGE_"
 CONFIG_FILE_ENV = "BONEAGE_CONFIG_FILE"
+
+SECRET_FIELDS = {"admin_token"}  # never echoed back in an error message or by `boneage config`
+
 
 class SettingsError(ValueError):
     """A configuration value is wrong; the message names the variable and what it should be."""
@@ -156,6 +159,22 @@ class Settings(BaseSettings):
     report_rejections: bool = Field(
         True, description="Send a short SR saying why an image was rejected."
     )
+    api_port: int = Field(8080, ge=1, le=65535, description="Admin HTTP API port (boneage api).")
+    api_bind: str | None = Field(
+        None, description="Address the API binds to; unset: 0.0.0.0 with a token, else "
+                          "127.0.0.1. Without BONEAGE_ADMIN_TOKEN only loopback is allowed.",
+    )
+    admin_token: str | None = Field(
+        None, min_length=16, description="Bearer token the admin API requires (16+ characters).",
+    )
+    tls_port: int | None = Field(
+        None, ge=1, le=65535, description="A second DICOM listener that speaks only DICOM TLS.",
+    )
+    tls_cert_file: Path | None = Field(None, description="Server certificate (PEM) for TLS.")
+    tls_key_file: Path | None = Field(None, description="Server private key (PEM) for TLS.")
+    tls_ca_file: Path | None = Field(
+        None, description="With it, TLS clients must present a certificate signed by this CA.",
+    )
     gates: GateThresholds = Field(
         default_factory=GateThresholds,
         description="Quality-gate limits: BONEAGE_GATES__<NAME> or a [gates] table.",
@@ -166,14 +185,35 @@ class Settings(BaseSettings):
     def _ae_title(cls, value: str) -> str:
         return check_ae_title(value)
 
-    @field_validator("bind")
+    @field_validator("bind", "api_bind")
     @classmethod
-    def _bind(cls, value: str) -> str:
+    def _bind(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ipaddress.ip_address(value)
         except ValueError:
             raise ValueError(f"{value!r} is not an IP address") from None
         return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _token(cls, value: Any) -> Any:
+        return None if value in (None, "") else value
+
+    @model_validator(mode="after")
+    def _api_and_tls(self) -> Settings:
+        if self.admin_token is None and self.api_bind is not None and \
+                not ipaddress.ip_address(self.api_bind).is_loopback:
+            raise ValueError("BONEAGE_API_BIND: without BONEAGE_ADMIN_TOKEN the admin API "
+                             "binds only to a loopback address")
+        if self.tls_port is not None:
+            if self.tls_cert_file is None or self.tls_key_file is None:
+                raise ValueError("BONEAGE_TLS_PORT: BONEAGE_TLS_CERT_FILE and BONEAGE_TLS_KEY_FILE "
+                                 "are needed for the TLS listener")
+            if self.tls_port == self.port:
+                raise ValueError("BONEAGE_TLS_PORT: must differ from BONEAGE_PORT")
+        return self
 
     @field_validator("destinations", mode="before")
     @classmethod
@@ -250,6 +290,12 @@ class Settings(BaseSettings):
         return max(1, self.max_associations // 2)
 
     @property
+    def effective_api_bind(self) -> str:
+        if self.api_bind is not None:
+            return self.api_bind
+        return "0.0.0.0" if self.admin_token else "127.0.0.1"
+
+    @property
     def spool_dir(self) -> Path:
         return self.var_dir / "spool"
 
@@ -272,9 +318,13 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
+            if not error["loc"]:  # a rule across fields names its variables itself
+                lines.append(message)
+                continue
+            field = str(error["loc"][0])
             given = error.get("input")
-            shown = f" (got {given!r})" if isinstance(given, str | int) else ""
+            secret = field in SECRET_FIELDS
+            shown = f" (got {given!r})" if isinstance(given, str | int) and not secret else ""
             lines.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
         raise SettingsError("; ".join(lines)) from None

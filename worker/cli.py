@@ -127,11 +127,7 @@ def status(
     runtime = runtime_or_exit(settings)
     from service.status_report import status_report
 
-    waiting = None
-    if settings.broker_url:
-        from worker.app import CeleryDispatcher, create_app
-
-        waiting = CeleryDispatcher(create_app(settings.broker_url)).waiting()
+    waiting = _queue_waiting(settings.broker_url)()
     with runtime.sessions() as session:
         report = status_report(session, queue="celery (redis)" if settings.broker_url
                                else "embedded (in boneage serve)", queue_waiting=waiting,
@@ -140,6 +136,36 @@ def status(
         console.print_json(json.dumps(report.as_dict()))
         return
     render_status(report)
+
+
+@app.command()
+def api() -> None:
+    """Serve the admin HTTP API and dashboard on BONEAGE_API_PORT (token: BONEAGE_ADMIN_TOKEN;
+    without one, loopback only)."""
+    settings = settings_or_exit()
+    setup_logging(settings.log_level, settings.log_dir)
+    runtime = runtime_or_exit(settings)
+    import uvicorn
+
+    from models.shipped import DEFAULT_MODEL_DIR
+    from service.api.app import ApiContext, create_app
+
+    waiting = _queue_waiting(settings.broker_url)
+    app_ = create_app(ApiContext(runtime, waiting, settings.model_dir or DEFAULT_MODEL_DIR))
+    bind = settings.effective_api_bind
+    log.info("admin API on http://%s:%d (%s)", bind, settings.api_port,
+             "token required" if settings.admin_token else "no token: loopback only")
+    # No access log: a query string may hold a patient id; service.api.access records
+    # every request, without it, in the audit DB.
+    uvicorn.run(app_, host=bind, port=settings.api_port, access_log=False, log_config=None)
+
+
+def _queue_waiting(broker_url: str | None):  # type: ignore[no-untyped-def]
+    if not broker_url:
+        return lambda: None
+    from worker.app import CeleryDispatcher, create_app
+
+    return CeleryDispatcher(create_app(broker_url)).waiting
 
 
 def main() -> None:

@@ -292,3 +292,49 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When an admin retried a dead letter: the give-up window counts from here, not created_at.
+    retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReviewVerdict(enum.StrEnum):
+    ACCEPTED = "ACCEPTED"  # the reader agrees with the AI's bone age
+    MODIFIED = "MODIFIED"  # the reader gives another bone age
+
+
+class Review(Base):
+    """A radiologist's verdict on one assessment: accept, or their own bone age. Appended, never
+    updated: the AI's values stay in `assessments` untouched, and a second review is a second
+    row (the newest one counts for agreement and export)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_instance", "instance_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"))
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessments.id"))
+    verdict: Mapped[ReviewVerdict] = mapped_column(
+        Enum(ReviewVerdict, native_enum=False, length=16)
+    )
+    reader: Mapped[str] = mapped_column(String(64))  # who read it, as the caller names them
+    recorded_by: Mapped[str] = mapped_column(String(64))  # the API or CLI identity that wrote it
+    reader_bone_age_months: Mapped[float] = mapped_column(Float)
+    ai_bone_age_months: Mapped[float] = mapped_column(Float)  # copied at review time
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiRequest(Base):
+    """Every request the admin API answered: who, what, when, and with what status."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (Index("ix_api_requests_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    who: Mapped[str] = mapped_column(String(64))
+    auth: Mapped[str] = mapped_column(String(16))  # token | loopback (no token configured)
+    client: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(Text)  # without the query string
+    status_code: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str | None] = mapped_column(Text)  # write actions: what was done

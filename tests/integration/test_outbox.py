@@ -20,6 +20,7 @@ from service.audit.tables import Delivery, DeliveryStatus, Instance, InstanceSta
 from service.outbox import Deliverer, DeliveryPolicy, backoff, queue_deliveries, write_outputs
 from service.runtime import delivery_policy
 from service.settings import load_settings
+from tests.certificates import make_certificates
 from tests.factory import make_image
 from tests.peers import free_port, port_open, tool, wait_for
 
@@ -108,24 +109,6 @@ def test_pending_deliveries_resume_after_a_restart(sessions, tmp_path):
     assert row.attempts == 2 and row.last_status == 0 and row.delivered_at is not None
     [file] = list(received.iterdir())
     assert dcmread(file).SOPInstanceUID == row.sop_instance_uid
-
-
-def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1, made with openssl."""
-    ca_key, ca, key, csr, cert = (directory / n for n in
-                                  ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
-    openssl = tool("openssl")
-    run = lambda *args: subprocess.run([openssl, *args], check=True,  # noqa: E731
-                                       capture_output=True)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
-        str(ca), "-days", "1", "-subj", "/CN=boneage test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-        "-subj", "/CN=127.0.0.1")
-    extensions = directory / "san.cnf"
-    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(extensions))
-    return ca, cert, key
 
 
 def test_outbound_tls_delivers_to_a_tls_peer_and_refuses_an_unknown_one(sessions, tmp_path):
