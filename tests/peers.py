@@ -197,10 +197,10 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 20) -
 
 
 def echoscu(
-    port: int, *, aec: str = "BONEAGE", aet: str = "ECHOSCU"
+    port: int, *, aec: str = "BONEAGE", aet: str = "ECHOSCU", extra: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [tool("echoscu"), "-aet", aet, "-aec", aec, "127.0.0.1", str(port)],
+        [tool("echoscu"), "-aet", aet, "-aec", aec, *extra, "127.0.0.1", str(port)],
         capture_output=True, text=True, timeout=60,
     )
 
