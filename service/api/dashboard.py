@@ -40,22 +40,25 @@ def _table(headers: list[str], rows: list[list[str]], empty: str, table_id: str)
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
 
 
-def latency_chart(points: list[tuple[int, float]], width: int = 720, height: int = 180) -> str:
-    """Receipt-to-delivered seconds of the newest delivered instances, as an SVG bar chart."""
+def latency_chart(points: list[tuple[int, str, float]], width: int = 720,
+                  height: int = 180) -> str:
+    """Receipt-to-delivered seconds of the newest deliveries (an instance's outputs to one
+    destination), as an SVG bar chart."""
     if not points:
         return '<p class="muted" id="latency-chart">nothing delivered yet</p>'
-    top = max(seconds for _, seconds in points) or 1.0
-    bar = width / len(points)
+    top = max(seconds for _, _, seconds in points) or 1.0
+    bar = min(width / len(points), 24.0)
     bars = "".join(
         f'<rect x="{i * bar:.1f}" y="{height - seconds / top * (height - 20):.1f}" '
         f'width="{max(bar - 1, 1):.1f}" height="{seconds / top * (height - 20):.1f}" '
-        f'fill="#0969da"><title>instance {instance_id}: {seconds:.2f} s</title></rect>'
-        for i, (instance_id, seconds) in enumerate(points))
+        f'fill="#0969da"><title>instance {instance_id} to {_e(destination)}: '
+        f'{seconds:.2f} s</title></rect>'
+        for i, (instance_id, destination, seconds) in enumerate(points))
     return (f'<svg id="latency-chart" width="{width}" height="{height + 20}" role="img" '
             f'aria-label="receipt to delivered, seconds">'
             f'<text x="0" y="12" font-size="11">max {top:.2f} s</text>{bars}'
-            f'<text x="0" y="{height + 16}" font-size="11">oldest of the last {len(points)} '
-            f'delivered instances, left; newest, right</text></svg>')
+            f'<text x="0" y="{height + 16}" font-size="11">the last {len(points)} '
+            f'deliveries, oldest left, newest right</text></svg>')
 
 
 def _cards(stats: dict[str, Any], queue_waiting: int | None) -> str:
@@ -64,7 +67,8 @@ def _cards(stats: dict[str, Any], queue_waiting: int | None) -> str:
     cards = [("received", sum(counts.values())), ("assessed", counts.get("ASSESSED", 0)),
              ("rejected", counts.get("REJECTED", 0)), ("failed", counts.get("FAILED", 0)),
              ("unfinished", unfinished),
-             ("queue depth", "n/a" if queue_waiting is None else queue_waiting),
+             ("queue depth" if queue_waiting is not None else "queue: in-process",
+              "-" if queue_waiting is None else queue_waiting),
              ("delivered", stats["deliveries_by_status"].get("DELIVERED", 0)),
              ("dead letters", stats["deliveries_by_status"].get("DEAD", 0))]
     return '<div class="grid" id="counts">' + "".join(

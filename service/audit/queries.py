@@ -203,17 +203,21 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
             "p99": round(cuts[98], 3)}
 
 
-def delivered_latencies(session: Session, limit: int | None = None) -> list[tuple[int, float]]:
-    """(instance id, seconds from receipt until its last output was delivered) for every
-    instance whose outputs were all delivered, oldest first; with `limit`, the newest few."""
-    query = (select(Instance.id, Instance.received_at, func.max(Delivery.delivered_at),
-                    func.count(Delivery.id), func.count(Delivery.delivered_at))
-             .join(Delivery, Delivery.instance_id == Instance.id).group_by(Instance.id)
-             .order_by(Instance.id.desc()))
-    rows = session.execute(query).all()
-    found = [(instance_id, (last - received).total_seconds())
-             for instance_id, received, last, total, delivered in rows
-             if last is not None and total == delivered]
+def delivered_latencies(session: Session,
+                        limit: int | None = None) -> list[tuple[int, str, float]]:
+    """(instance id, destination, seconds from receipt until the last of its outputs reached
+    that destination) for every pair whose outputs were all delivered, oldest first; with
+    `limit`, the newest few. Per destination, so one PACS that is down hides nothing of the
+    others."""
+    query = (select(Instance.id, Delivery.destination, Instance.received_at,
+                    func.max(Delivery.delivered_at), func.count(Delivery.id),
+                    func.count(Delivery.delivered_at))
+             .join(Delivery, Delivery.instance_id == Instance.id)
+             .group_by(Instance.id, Delivery.destination, Instance.received_at)
+             .order_by(Instance.id.desc(), Delivery.destination))
+    found = [(instance_id, destination, (last - received).total_seconds())
+             for instance_id, destination, received, last, total, delivered
+             in session.execute(query) if last is not None and total == delivered]
     return list(reversed(found[:limit] if limit else found))
 
 
@@ -226,7 +230,8 @@ STAGES = {  # stage name: (from status, to statuses) in an instance's history
 
 def stage_latencies(session: Session) -> dict[str, list[float]]:
     """Seconds spent per stage, from each instance's history (first entry of the stage to
-    the first entry of what ends it); plus `delivery`, receipt to the last output delivered."""
+    the first entry of what ends it); plus `delivery`, receipt to the last output delivered
+    (per destination)."""
     firsts: dict[int, dict[InstanceStatus, datetime]] = defaultdict(dict)
     for instance_id, status, at in session.execute(
             select(InstanceEvent.instance_id, InstanceEvent.status, InstanceEvent.at)
@@ -239,7 +244,7 @@ def stage_latencies(session: Session) -> dict[str, list[float]]:
             ended = min((events[s] for s in ends if s in events), default=None)
             if began is not None and ended is not None and ended >= began:
                 seconds[name].append((ended - began).total_seconds())
-    seconds["delivery"] = [value for _, value in delivered_latencies(session)]
+    seconds["delivery"] = [value for _, _, value in delivered_latencies(session)]
     return seconds
 
 
