@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts the real peers the test suite talks to, when they are missing:
 # dcmtk + dicom3tools (DICOM tools), orthanc (demo PACS), redis-server, postgresql, openssl,
-# chromium (the dashboard test's headless browser).
+# chromium and chromium-driver (the dashboard test's headless browser).
 # Idempotent and quiet when everything is already there. Needs root (or sudo).
 set -euo pipefail
 
@@ -16,6 +16,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 command -v openssl   >/dev/null || need+=(openssl)
 command -v chromium  >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "provision: installing ${need[*]}"

@@ -109,8 +109,9 @@ def render_dashboard(session: Session, queue_waiting: int | None,
                        for stage, f in latency.items()]
     reasons = [[_e(reason), _e(count)] for reason, count in
                sorted(stats["rejection_reasons"].items(), key=lambda item: -item[1])]
-    failing = [[_e(d["destination"]), _e(d["pending"]), f'<span class="bad">{_e(d["dead"])}'
-                f"</span>", _e(d["last_error"])] for d in stats["failing_destinations"]]
+    failing = [[_e(d["destination"]), _e(d["pending"]),
+                f'<span class="bad">{_e(d["dead"])}</span>' if d["dead"] else "0",
+                _e(d["last_error"])] for d in stats["failing_destinations"]]
     agree = stats["agreement"]
     agreement = ("no reviews yet" if not agree["reviewed"] else
                  f"{agree['reviewed']} reviewed; accepted as given {agree['accepted_share']:.0%}; "
