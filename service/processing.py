@@ -26,6 +26,7 @@ from service.audit.session import transaction
 from service.audit.status import advance
 from service.audit.tables import AssessmentRecord, GateRecord, Instance, InstanceStatus
 from service.leases import Claimant
+from service.memory import release_freed_memory
 from service.outbox import queue_deliveries, write_outputs
 from service.pipeline import Assessment, Assessor
 from service.reporting import build_outputs
@@ -73,6 +74,8 @@ def process_instance(sessions: sessionmaker[Session], instance_id: int,
                     instance_id)
         with sessions() as session:
             return session.get(Instance, instance_id).status  # type: ignore[union-attr]
+    finally:
+        release_freed_memory()
     claimant.finished_one()
     return final
 
