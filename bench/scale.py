@@ -34,7 +34,15 @@ from service.audit.session import make_engine, make_session_factory, upgrade
 from service.audit.tables import Instance, InstanceEvent, InstanceStatus, Worker
 from tests.chaos import make_phantoms
 from tests.databases import fresh_postgres_database
-from tests.peers import RedisServer, ServiceProcess, WorkerProcess, free_port, storescu, tool
+from tests.peers import (
+    RedisServer,
+    ServiceProcess,
+    WorkerProcess,
+    free_port,
+    process_memory,
+    storescu,
+    tool,
+)
 
 DONE = (InstanceStatus.ASSESSED, InstanceStatus.REJECTED, InstanceStatus.FAILED)
 
@@ -107,16 +115,6 @@ def recovery(sessions, service: ServiceProcess, path: Path, before: int) -> floa
     return time.monotonic() - killed
 
 
-def memory(pid: int) -> dict[str, int] | None:
-    try:
-        text_ = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return None
-    fields = {line.split(":")[0]: int(line.split()[1]) for line in text_.splitlines()[1:]}
-    return {"rss": fields["Rss"] // 1024, "pss": fields["Pss"] // 1024,
-            "uss": (fields["Private_Clean"] + fields["Private_Dirty"]) // 1024}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50)
@@ -155,7 +153,7 @@ def run(root: Path, url: str, sessions, count: int, size: int) -> None:  # type:
         with sessions() as session:
             pids = [w.pid for w in session.scalars(select(Worker).where(
                 Worker.stopped_at.is_(None), Worker.kind == "celery"))]
-        measured = [(pid, memory(pid)) for pid in pids]
+        measured = [(pid, process_memory(pid)) for pid in pids]
         recovered = recovery(sessions, service, paths[-1], 2 * count + 13)
     finally:
         for worker in workers:

@@ -23,16 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.peers import process_memory
+
 IMPORTS = ["torch", "torchvision", "timm", "monai", "pydicom", "pynetdicom", "highdicom",
            "sqlalchemy", "celery", "service.pipeline", "worker.tasks"]
 
 
 def memory(pid: int) -> str:
-    fields = {line.split(":")[0]: int(line.split()[1]) for line in
-              Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]}
-    private = fields["Private_Clean"] + fields["Private_Dirty"]
-    return (f"RSS {fields['Rss'] // 1024:4d} MB, PSS {fields['Pss'] // 1024:4d} MB, "
-            f"USS {private // 1024:4d} MB")
+    figures = process_memory(pid) or {"rss": 0, "pss": 0, "uss": 0}
+    return (f"RSS {figures['rss']:4d} MB, PSS {figures['pss']:4d} MB, "
+            f"USS {figures['uss']:4d} MB")
 
 
 def import_costs() -> None:

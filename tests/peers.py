@@ -184,6 +184,18 @@ class ApiProcess:
         self.process = None
 
 
+def process_memory(pid: int) -> dict[str, int] | None:
+    """RSS, PSS (shared pages split among their sharers) and USS (pages only this process
+    holds) in MB, from /proc; None when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    fields = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()[1:]}
+    return {"rss": fields["Rss"] // 1024, "pss": fields["Pss"] // 1024,
+            "uss": (fields["Private_Clean"] + fields["Private_Dirty"]) // 1024}
+
+
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
     """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
     if process is None or process.poll() is not None:
