@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,12 @@ from models.card import ModelIdentity
 from models.handcheck import HandCheck
 from models.inference import Prediction, Predictor, pick_device
 from models.shipped import DEFAULT_MODEL_DIR, HAND_CHECK_DIR
-from service.clinical import ClinicalNumbers, chronological_age, clinical_numbers
+from service.clinical import (
+    ChronologicalAge,
+    ClinicalNumbers,
+    chronological_age,
+    clinical_numbers,
+)
 from service.gates import REASON_TEXT, Flag, GateResult, GateThresholds, Reason
 from service.gates.anatomy import anatomy_gate
 from service.gates.decision import decision_gates
@@ -97,6 +103,16 @@ def _rounded(value: Any, digits: int) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """An image that passed every gate before the network, waiting for its forward pass."""
+
+    radiograph: Radiograph
+    gates: list[GateResult]
+    chrono: ChronologicalAge
+    sex: str | None  # "M", "F" or None (unknown: read as both)
+
+
 class Assessor:
     """Holds the loaded networks; safe to create after a fork, one per process."""
 
@@ -120,18 +136,36 @@ class Assessor:
                    HandCheck.from_dir(HAND_CHECK_DIR), limits)
 
     def assess_path(self, path: Path) -> Assessment:
-        try:
-            dataset = read_dataset(path)
-        except UnreadableDataset as exc:
-            return self._rejected(path.name, Reason.DECODE_FAILED, [], str(exc))
-        return self.assess_dataset(dataset)
+        [assessment] = self.assess_paths([path])
+        return assessment
+
+    def assess_paths(self, paths: Sequence[Path]) -> list[Assessment]:
+        """Several instances with one forward pass of the network for those that pass the
+        gates before it (what a GPU worker does with the instances waiting for it); the
+        result of each is what `assess_path` alone gives."""
+        datasets: list[Dataset | None] = []
+        screened: list[Assessment | _Ready] = []
+        for path in paths:
+            try:
+                dataset = read_dataset(path)
+            except UnreadableDataset as exc:
+                datasets.append(None)
+                screened.append(self._rejected(path.name, Reason.DECODE_FAILED, [], str(exc)))
+                continue
+            datasets.append(dataset)
+            screened.append(self._screen_dataset(dataset))
+        assessments = self._predict_and_decide(screened)
+        for assessment, dataset in zip(assessments, datasets, strict=True):
+            if dataset is not None:
+                assessment.header = without_pixels(dataset)
+        return assessments
 
     def assess_dataset(self, dataset: Dataset) -> Assessment:
-        assessment = self._assess_dataset(dataset)
+        [assessment] = self._predict_and_decide([self._screen_dataset(dataset)])
         assessment.header = without_pixels(dataset)
         return assessment
 
-    def _assess_dataset(self, dataset: Dataset) -> Assessment:
+    def _screen_dataset(self, dataset: Dataset) -> Assessment | _Ready:
         facts = header_facts(dataset)
         uid = facts.sop_instance_uid
         if not uid or not facts.sop_class_uid:
@@ -147,7 +181,7 @@ class Assessor:
             gates.append(GateResult("decode", False, Reason.DECODE_FAILED, None, "decodable"))
             return self._rejected(uid, Reason.DECODE_FAILED, gates, str(exc))
         gates.append(GateResult("decode", True, None, facts.transfer_syntax_uid, "decodable"))
-        return self._assess_pixels(radiograph, gates, chrono)
+        return self._screen_pixels(radiograph, gates, chrono)
 
     def assess_image(self, radiograph: Radiograph) -> Assessment:
         """A PNG/JPEG trial input: no header, so only the size and pixel gates apply."""
@@ -155,10 +189,12 @@ class Assessor:
         gates = [size_gate(radiograph.shape[0], radiograph.shape[1], self.limits)]
         if (failed := _first_rejection(gates)) is not None:
             return self._rejected(radiograph.facts.sop_instance_uid, failed, gates)
-        return self._assess_pixels(radiograph, gates, chrono)
+        [assessment] = self._predict_and_decide([self._screen_pixels(radiograph, gates, chrono)])
+        return assessment
 
-    def _assess_pixels(self, radiograph: Radiograph, gates: list[GateResult], chrono
-                       ) -> Assessment:  # type: ignore[no-untyped-def]
+    def _screen_pixels(self, radiograph: Radiograph, gates: list[GateResult], chrono
+                       ) -> Assessment | _Ready:  # type: ignore[no-untyped-def]
+        """The gates before the network: a rejection, or an image ready for it."""
         uid = radiograph.facts.sop_instance_uid
         gates += image_gates(radiograph.pixels, radiograph.color_saturation, self.limits)
         if (failed := _first_rejection(gates)) is not None:
@@ -167,15 +203,26 @@ class Assessor:
         if (failed := _first_rejection(gates)) is not None:
             return self._rejected(uid, failed, gates, radiograph=radiograph)
         sex = radiograph.facts.sex if radiograph.facts.sex in {"M", "F"} else None
-        [prediction] = self.predictor.predict([radiograph.pixels],
-                                              [None if sex is None else sex == "M"],
-                                              heatmaps=self.heatmaps)
-        clinical = clinical_numbers(prediction.bone_age_months, chrono, sex)
-        gates += decision_gates(prediction, clinical, sex, self.limits)
+        return _Ready(radiograph, gates, chrono, sex)
+
+    def _predict_and_decide(self, screened: list[Assessment | _Ready]) -> list[Assessment]:
+        ready = [item for item in screened if isinstance(item, _Ready)]
+        predictions = iter(self.predictor.predict(
+            [r.radiograph.pixels for r in ready],
+            [None if r.sex is None else r.sex == "M" for r in ready],
+            heatmaps=self.heatmaps) if ready else [])
+        return [self._decide(item, next(predictions)) if isinstance(item, _Ready) else item
+                for item in screened]
+
+    def _decide(self, ready: _Ready, prediction: Prediction) -> Assessment:
+        clinical = clinical_numbers(prediction.bone_age_months, ready.chrono, ready.sex)
+        gates = ready.gates + decision_gates(prediction, clinical, ready.sex, self.limits)
         flags = [g.code for g in gates if not g.passed and g.code in Flag.__members__]
         failed = _first_rejection(gates)
-        return Assessment(uid, Outcome.REJECTED if failed else Outcome.ASSESSED, failed, flags,
-                          gates, self.model, prediction, clinical, sex or "both", radiograph)
+        return Assessment(ready.radiograph.facts.sop_instance_uid,
+                          Outcome.REJECTED if failed else Outcome.ASSESSED, failed, flags,
+                          gates, self.model, prediction, clinical, ready.sex or "both",
+                          ready.radiograph)
 
     def _rejected(self, uid: str, reason: str, gates: list[GateResult],
                   detail: str | None = None, radiograph: Radiograph | None = None

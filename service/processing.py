@@ -53,48 +53,107 @@ class LeaseLost(Exception):
 def process_instance(sessions: sessionmaker[Session], instance_id: int,
                      assessor: AssessorProvider, claimant: Claimant,
                      outputs: OutputPolicy | None = None) -> InstanceStatus:
-    with transaction(sessions) as session:
-        claimed = advance(
-            session, instance_id, InstanceStatus.PROCESSING,
-            allowed_from=(InstanceStatus.RECEIVED, InstanceStatus.QUEUED),
-            detail=f"picked up by {claimant.name}", lease=claimant.lease(),
-        )
+    [status] = process_batch(sessions, [instance_id], assessor, claimant, outputs)
+    return status
+
+
+def waiting_companions(sessions: sessionmaker[Session], instance_id: int,
+                       limit: int) -> list[int]:
+    """Up to `limit` other QUEUED instances, oldest first: what a GPU worker takes along
+    with the one its message named. Their own messages find them finished and do nothing."""
+    if limit <= 0:
+        return []
     with sessions() as session:
-        row = session.get(Instance, instance_id)
-        if row is None:
-            raise LookupError(f"instance {instance_id} does not exist")
-        if not claimed:
-            return row.status
-        spool_path = row.spool_path
+        return list(session.scalars(
+            select(Instance.id).where(Instance.status == InstanceStatus.QUEUED,
+                                      Instance.id != instance_id)
+            .order_by(Instance.id).limit(limit)))
+
+
+def process_batch(sessions: sessionmaker[Session], instance_ids: list[int],
+                  assessor: AssessorProvider, claimant: Claimant,
+                  outputs: OutputPolicy | None = None) -> list[InstanceStatus]:
+    """Claim each instance (conditionally: one another worker holds is left alone), assess
+    the claimed ones with one forward pass of the network, and record each on its own
+    (a lease lost on one discards that one's result only). The status of each is returned."""
+    note = f" in a batch of {len(instance_ids)}" if len(instance_ids) > 1 else ""
+    statuses: dict[int, InstanceStatus] = {}
+    claimed: list[tuple[int, str | None]] = []
+    for instance_id in instance_ids:
+        with transaction(sessions) as session:
+            took = advance(session, instance_id, InstanceStatus.PROCESSING,
+                           allowed_from=(InstanceStatus.RECEIVED, InstanceStatus.QUEUED),
+                           detail=f"picked up by {claimant.name}{note}",
+                           lease=claimant.lease())
+        with sessions() as session:
+            row = session.get(Instance, instance_id)
+            if row is None:
+                raise LookupError(f"instance {instance_id} does not exist")
+            if took:
+                claimed.append((instance_id, row.spool_path))
+            else:
+                statuses[instance_id] = row.status
     try:
-        final = _assess_and_record(sessions, instance_id, assessor, claimant, spool_path,
-                                   outputs)
+        statuses |= _assess_and_record(sessions, claimed, assessor, claimant, outputs)
+    finally:
+        release_freed_memory()
+    return [statuses[instance_id] for instance_id in instance_ids]
+
+
+def _assess_and_record(sessions: sessionmaker[Session], claimed: list[tuple[int, str | None]],
+                       assessor: AssessorProvider, claimant: Claimant,
+                       outputs: OutputPolicy | None) -> dict[int, InstanceStatus]:
+    def ending(instance_id: int, step: Callable[[], InstanceStatus]) -> InstanceStatus:
+        return _guarded(sessions, claimant, instance_id, step)
+
+    def failed(instance_id: int, what: str, exc: Exception) -> InstanceStatus:
+        return ending(instance_id, lambda: _fail(sessions, instance_id, claimant, what, exc))
+
+    try:
+        current = assessor()
+        version = current.model.version
+    except Exception as exc:
+        return {i: failed(i, "pipeline", exc) for i, _ in claimed}
+    statuses: dict[int, InstanceStatus] = {}
+    todo: list[tuple[int, Path]] = []
+    for instance_id, spool_path in claimed:
+        stored = _stored(sessions, instance_id, version)
+        if stored is not None:
+            statuses[instance_id] = ending(instance_id, lambda i=instance_id, s=stored: _finish(
+                sessions, i, claimant, s.status, s.reason,
+                f"already assessed by model {version}: stored outcome kept"))
+        elif spool_path is None:
+            statuses[instance_id] = failed(instance_id, "pipeline",
+                                           FileNotFoundError("the instance has no spooled file"))
+        else:
+            todo.append((instance_id, Path(spool_path)))
+    try:
+        assessments = current.assess_paths([path for _, path in todo]) if todo else []
+    except Exception as exc:
+        return statuses | {i: failed(i, "pipeline", exc) for i, _ in todo}
+    for (instance_id, _), assessment in zip(todo, assessments, strict=True):
+        statuses[instance_id] = ending(instance_id, lambda i=instance_id, a=assessment:
+                                       _output_and_record(sessions, i, claimant, a, outputs))
+    return statuses
+
+
+def _guarded(sessions: sessionmaker[Session], claimant: Claimant, instance_id: int,
+             step: Callable[[], InstanceStatus]) -> InstanceStatus:
+    """A step that ends an instance's PROCESSING, counted for the worker; if the lease went
+    to another worker meanwhile, this result is discarded and the current status returned."""
+    try:
+        final = step()
     except LeaseLost:
         log.warning("instance %d: lease lost to another worker; this result is discarded",
                     instance_id)
         with sessions() as session:
             return session.get(Instance, instance_id).status  # type: ignore[union-attr]
-    finally:
-        release_freed_memory()
     claimant.finished_one()
     return final
 
 
-def _assess_and_record(sessions: sessionmaker[Session], instance_id: int,
-                       assessor: AssessorProvider, claimant: Claimant, spool_path: str | None,
-                       outputs: OutputPolicy | None) -> InstanceStatus:
-    try:
-        current = assessor()
-        version = current.model.version
-        stored = _stored(sessions, instance_id, version)
-        if stored is not None:
-            return _finish(sessions, instance_id, claimant, stored.status, stored.reason,
-                           f"already assessed by model {version}: stored outcome kept")
-        if spool_path is None:
-            raise FileNotFoundError("the instance has no spooled file")
-        assessment = current.assess_path(Path(spool_path))
-    except Exception as exc:
-        return _fail(sessions, instance_id, claimant, "pipeline", exc)
+def _output_and_record(sessions: sessionmaker[Session], instance_id: int, claimant: Claimant,
+                       assessment: Assessment, outputs: OutputPolicy | None) -> InstanceStatus:
     try:
         written = _write_outputs(assessment, outputs)
     except Exception as exc:

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
         description="Where the networks run: auto (CUDA when present), cpu or cuda[:N].",
     )
+    batch_size: int | None = Field(
+        None, ge=1, le=64,
+        description="Waiting instances a Celery worker takes into one forward pass; unset: "
+                    "8 when its network runs on CUDA, 1 on the CPU.",
+    )
     embedded_workers: int = Field(
         2, ge=0, le=64,
         description="Threads of the embedded runner; 0 receives and spools only (processing held).",
@@ -294,6 +299,11 @@ class Settings(BaseSettings):
         if self.api_bind is not None:
             return self.api_bind
         return "0.0.0.0" if self.admin_token else "127.0.0.1"
+
+    def effective_batch_size(self, on_cuda: bool) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return 8 if on_cuda else 1
 
     @property
     def spool_dir(self) -> Path:

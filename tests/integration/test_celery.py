@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dicom_io.content import Outcome
 from service.audit.tables import AssessmentRecord, Instance, InstanceStatus
@@ -138,3 +138,28 @@ def boneage_status(service: ServiceProcess, broker_url: str) -> dict:
                          env={**service.env, "BONEAGE_BROKER_URL": broker_url}, timeout=60)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # shared by the processes
+def test_a_worker_takes_waiting_instances_into_one_batch(
+    tmp_path, backend, start_service, redis_server
+):
+    """BONEAGE_BATCH_SIZE (8 by default on CUDA; set here, on the CPU): instances waiting
+    when the worker starts go through in batches, each assessed once, with the same result
+    as alone."""
+    service = start_service(BONEAGE_BROKER_URL=redis_server.url)
+    sessions = backend.sessions(service.var_dir)
+    hands = [phantom_file(tmp_path / f"h{seed}", age=40.0 + 30 * seed, seed=seed, size=512)
+             for seed in range(4)]
+    ramp = tmp_path / "ramp.dcm"
+    write_image(ramp, seed=5)
+    assert storescu(service.port, *hands, ramp).returncode == 0  # queued, nobody consuming
+    wait_status(sessions, 5, InstanceStatus.QUEUED)
+    with celery_worker(service, redis_server.url, BONEAGE_BATCH_SIZE="4"):
+        rows = wait_status(sessions, 5, InstanceStatus.ASSESSED, InstanceStatus.REJECTED)
+    picked = [e.detail for row in rows for e in row.events
+              if e.status is InstanceStatus.PROCESSING]
+    assert len(picked) == 5 and any("in a batch of 4" in d for d in picked), picked
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AssessmentRecord)) == 5
+    assert sorted(r.status.value for r in rows) == ["ASSESSED"] * 4 + ["REJECTED"]
