@@ -67,8 +67,13 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         return client, address
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Over its share, a peer's connection is closed at accept, while slots are left for
+        the others. Once every slot is taken, pynetdicom answers instead, with the
+        A-ASSOCIATE-RJ "rejected-transient, local limit exceeded" a PACS knows to retry."""
         address = str(client_address[0])
         if self.connections_from(address) < self.per_peer_limit:
+            return True
+        if len(self.active_associations) >= self.ae.maximum_associations:
             return True
         self._note_refusal(address)
         return False
