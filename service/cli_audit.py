@@ -48,12 +48,11 @@ def _when(text: str | None, name: str) -> datetime | None:
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text)
+        return queries.parse_when(text)
     except ValueError:
         err.print(f"[bold red]--{name} {text!r}:[/] use ISO 8601, e.g. 2026-12-01 or "
                   "2026-12-01T08:00+01:00")
         raise typer.Exit(2) from None
-    return value if value.tzinfo else value.astimezone()  # a bare date is local time
 
 
 @audit_app.command("list")

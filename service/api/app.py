@@ -34,7 +34,7 @@ from service.audit.export import (
     to_csv,
 )
 from service.audit.session import transaction
-from service.audit.tables import Delivery, InstanceStatus, Worker, utcnow
+from service.audit.tables import Delivery, InstanceStatus
 from service.reviews import ReviewError, ReviewRequest, record_review
 from service.runtime import Runtime
 from service.status_report import status_report
@@ -136,12 +136,9 @@ def readiness(c: ApiContext) -> dict[str, dict[str, Any]]:
     try:
         with c.session() as session:
             session.execute(text("SELECT 1"))
-            cutoff = utcnow().timestamp() - settings.lease_s
-            alive = [w.name for w in session.scalars(select(Worker).where(
-                Worker.stopped_at.is_(None)))
-                if w.last_seen_at.timestamp() >= cutoff]
+            alive = queries.live_workers(session, settings.lease_s)
         checks["database"] = {"ok": True}
-        checks["workers"] = {"ok": bool(alive), "alive": len(alive)}
+        checks["workers"] = {"ok": alive > 0, "alive": alive}
     except Exception as exc:
         checks["database"] = {"ok": False, "error": type(exc).__name__}
         checks["workers"] = {"ok": False, "error": "database unreachable"}
@@ -156,10 +153,9 @@ def _when(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return queries.parse_when(value)
     except ValueError:
         raise HTTPException(422, f"{name}: not an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.astimezone()
 
 
 def _read_routes(app: FastAPI) -> None:

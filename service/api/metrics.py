@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -27,15 +26,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.audit.queries import rejection_reasons, stage_latencies
+from service.audit.queries import live_workers, rejection_reasons, stage_latencies
 from service.audit.tables import (
     UNFINISHED,
     Delivery,
     DeliveryStatus,
     Instance,
     InstanceStatus,
-    Worker,
-    utcnow,
 )
 
 BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
@@ -77,12 +74,10 @@ class AuditCollector(Collector):
             yield from self._deliveries(session)
             yield histogram("boneage_stage_seconds", "Time an instance spent in each stage.",
                             "stage", stage_latencies(session))
-            alive = session.scalar(select(func.count()).select_from(Worker).where(
-                Worker.stopped_at.is_(None),
-                Worker.last_seen_at >= utcnow() - timedelta(seconds=self._lease_s)))
+            alive = live_workers(session, self._lease_s)
         yield GaugeMetricFamily("boneage_workers_alive",
                                 "Worker processes heard from within one lease period.",
-                                value=alive or 0)
+                                value=alive)
         waiting = self._queue_waiting()
         if waiting is not None:
             yield GaugeMetricFamily("boneage_queue_depth",

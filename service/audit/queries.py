@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -25,6 +25,8 @@ from service.audit.tables import (
     InstanceEvent,
     InstanceStatus,
     Review,
+    Worker,
+    utcnow,
 )
 
 AGREEMENT_WITHIN_MONTHS = 12.0  # the share of reader bone ages within a year of the AI's
@@ -184,6 +186,20 @@ def review_detail(r: Review) -> dict[str, Any]:
         "ai_bone_age_months": r.ai_bone_age_months, "comment": r.comment,
         "at": r.created_at.isoformat(),
     }
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO 8601 date or time from an admin; a bare date or time is local time. Raises
+    ValueError."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.astimezone()
+
+
+def live_workers(session: Session, lease_s: float) -> int:
+    """Worker processes not stopped and heard from within one lease period."""
+    return int(session.scalar(select(func.count()).select_from(Worker).where(
+        Worker.stopped_at.is_(None),
+        Worker.last_seen_at >= utcnow() - timedelta(seconds=lease_s))) or 0)
 
 
 def count_by_status(session: Session) -> dict[str, int]:
