@@ -169,6 +169,10 @@ class Settings(BaseSettings):
         None, description="Address the API binds to; unset: 0.0.0.0 with a token, else "
                           "127.0.0.1. Without BONEAGE_ADMIN_TOKEN only loopback is allowed.",
     )
+    scp_host: str | None = Field(
+        None, description="Where `boneage api` finds the DICOM listener for /readyz; unset: "
+                          "this host (the listener's bind address, or loopback for 0.0.0.0).",
+    )
     admin_token: str | None = Field(
         None, min_length=16, description="Bearer token the admin API requires (16+ characters).",
     )
@@ -299,6 +303,13 @@ class Settings(BaseSettings):
         if self.api_bind is not None:
             return self.api_bind
         return "0.0.0.0" if self.admin_token else "127.0.0.1"
+
+    @property
+    def effective_scp_host(self) -> str:
+        """The API may run in another container than `serve` (docker/compose.yaml)."""
+        if self.scp_host:
+            return self.scp_host
+        return "127.0.0.1" if self.bind in {"0.0.0.0", "::"} else self.bind
 
     def effective_batch_size(self, on_cuda: bool) -> int:
         if self.batch_size is not None:

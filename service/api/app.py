@@ -142,8 +142,7 @@ def readiness(c: ApiContext) -> dict[str, dict[str, Any]]:
     except Exception as exc:
         checks["database"] = {"ok": False, "error": type(exc).__name__}
         checks["workers"] = {"ok": False, "error": "database unreachable"}
-    host = "127.0.0.1" if settings.bind in {"0.0.0.0", "::"} else settings.bind
-    scp = Destination(settings.ae_title, host, settings.port)
+    scp = Destination(settings.ae_title, settings.effective_scp_host, settings.port)
     checks["dicom_listener"] = {"ok": listening(scp, calling_ae="BONEAGE-API", timeout=3),
                                 "at": str(scp)}
     return checks

@@ -22,11 +22,15 @@ DOCKER = ROOT / "docker"
 HEALTHCHECK = DOCKER / "healthcheck.py"
 
 
-def _compose_environment() -> dict[str, str]:
+def _compose_environment(service: str = "scp", **given: str) -> dict[str, str]:
+    """Compose's interpolation: ${VAR:-default} takes the default, ${VAR:?error} what is
+    `given` (compose refuses to start without it)."""
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
-    env = compose["services"]["scp"]["environment"]
-    # Compose's ${VAR:-default} interpolation, with the defaults.
-    return {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
+    env = {}
+    for key, value in compose["services"][service]["environment"].items():
+        value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+        env[key] = re.sub(r"\$\{([A-Z_]+):\?[^}]*\}", lambda m: given[m.group(1)], value)
+    return env
 
 
 def test_compose_environment_is_valid_configuration(monkeypatch):
@@ -41,6 +45,24 @@ def test_compose_environment_is_valid_configuration(monkeypatch):
     assert CallerRule("HEALTHCHECK", "127.0.0.1") in settings.allowed_callers
     assert settings.broker_url == "redis://redis:6379/0"
     assert not settings.uses_default_database
+
+
+def test_compose_api_reaches_the_scp_and_needs_a_token(monkeypatch):
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    api = compose["services"]["api"]
+    assert "${BONEAGE_ADMIN_TOKEN:?" in api["environment"]["BONEAGE_ADMIN_TOKEN"]
+    assert api["ports"] == ["127.0.0.1:8080:8080"]
+    token = "a-demo-token-0123456789"
+    env = _compose_environment("api", BONEAGE_ADMIN_TOKEN=token)
+    shared = _compose_environment()
+    assert {k: v for k, v in env.items() if k in shared} == shared
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.admin_token == token and settings.effective_api_bind == "0.0.0.0"
+    assert settings.api_port == 8080 and settings.effective_scp_host == "scp"
+    monkeypatch.delenv("BONEAGE_SCP_HOST")
+    assert load_settings().effective_scp_host == "127.0.0.1"  # serve's own host by default
 
 
 def test_dockerfiles_copy_only_what_exists():
