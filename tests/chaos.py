@@ -76,10 +76,11 @@ def make_phantoms(directory: Path, count: int, size: int = 768) -> list[Path]:
 
 
 class Cluster:
-    def __init__(self, workdir: Path, database_url: str) -> None:
+    def __init__(self, workdir: Path, database_url: str, env: dict[str, str]) -> None:
         self.redis = RedisServer(workdir)
         self.service = ServiceProcess(workdir / "var", {
-            "BONEAGE_DATABASE_URL": database_url, "BONEAGE_BROKER_URL": self.redis.url, **FAST})
+            "BONEAGE_DATABASE_URL": database_url, "BONEAGE_BROKER_URL": self.redis.url, **FAST,
+            **env})
         self.orthanc = Orthanc(workdir / "orthanc", self.service.port, dicom_port=free_port())
         self.service.env["BONEAGE_DESTINATIONS"] = self.orthanc.destination
         self.workers: list[WorkerProcess] = []
@@ -128,11 +129,11 @@ def _finished(sessions: sessionmaker[Session], expected: int) -> bool:
 
 
 def run_chaos(workdir: Path, database_url: str, count: int, *, per_association: int = 10,
-              timeout_s: float = 900) -> ChaosReport:
+              timeout_s: float = 900, env: dict[str, str] | None = None) -> ChaosReport:
     report = ChaosReport()
     paths = make_phantoms(workdir / "phantoms", count)
     sessions = make_session_factory(make_engine(database_url))
-    cluster = Cluster(workdir, database_url).start()
+    cluster = Cluster(workdir, database_url, env or {}).start()
     started = time.monotonic()
     try:
         faults = itertools.cycle(FAULTS)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from service.audit.session import make_engine, make_session_factory, upgrade
 from service.audit.tables import AssessmentRecord, Instance
 from tests.chaos import FAULTS, run_chaos
+from tests.peers import PHANTOM_MODEL_ENV
 
 pytestmark = pytest.mark.dcmtk
 
@@ -18,7 +19,8 @@ def test_every_acknowledged_instance_gets_one_sr_and_one_image_through_chaos(
         tmp_path, postgres_database):
     engine = make_engine(postgres_database)
     upgrade(engine)
-    report = run_chaos(tmp_path, postgres_database, 100, per_association=10)
+    report = run_chaos(tmp_path, postgres_database, 100, per_association=10,
+                       env=PHANTOM_MODEL_ENV)
     print("\n" + "\n".join(report.lines()))
     acknowledged = len(report.acknowledged)
     assert acknowledged == report.sent == 100

@@ -93,6 +93,7 @@ def test_orthanc_routes_a_phantom_and_gets_sr_and_report_image_back(
     assert [len(r) for r in results(orthanc)] == [1, 1]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # gates; delivery on both above
 def test_chest_radiograph_gets_a_rejection_report(tmp_path, backend, start_service, pacs):
     orthanc_port = free_port()
     service = start_service(BONEAGE_DESTINATIONS=f"{AE_TITLE}@127.0.0.1:{orthanc_port}",

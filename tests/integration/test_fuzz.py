@@ -19,19 +19,22 @@ from service.phantoms import phantom_dicom
 from tests.factory import write_image
 from tests.fuzz import fuzz_stores
 from tests.hostile import flood
-from tests.peers import ServiceProcess, echoscu, wait_for
+from tests.peers import PHANTOM_MODEL_ENV, ServiceProcess, echoscu, wait_for
 
 pytestmark = pytest.mark.dcmtk
 
 STORES = 1000
 
 
+# The embedded SQLite default: its one writer is what concurrent associations contend for.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_thousand_mutants_leave_an_audit_row_each_and_no_crash(tmp_path, backend):
     seeds = [tmp_path / "phantom.dcm", tmp_path / "ramp.dcm"]
     phantom_dicom(render(120.0, False, 9, size=768), "0009").save_as(
         seeds[0], enforce_file_format=True)
     write_image(seeds[1], rows=300, columns=240, seed=3)
-    service = ServiceProcess(tmp_path / "var", {**backend.env, "BONEAGE_EMBEDDED_WORKERS": "2"})
+    service = ServiceProcess(tmp_path / "var", {**backend.env, **PHANTOM_MODEL_ENV,
+                                                    "BONEAGE_EMBEDDED_WORKERS": "2"})
     service.start()
     try:
         result = fuzz_stores(service.port, [seeds[0], seeds[1], seeds[0]], STORES,

@@ -14,8 +14,6 @@ from tests.certificates import issue, make_ca
 from tests.factory import write_image
 from tests.peers import echoscu, free_port, storescu, wait_status
 
-pytestmark = pytest.mark.dcmtk
-
 
 @pytest.fixture
 def certificates(tmp_path):
@@ -35,6 +33,11 @@ def tls_args(certificates, client: str | None) -> tuple[str, ...]:
         return ("+tla", *trust)
     cert, key = certificates[client]
     return ("+tls", str(key), str(cert), *trust)
+
+
+# What TLS changes is the transport; the audit rows it leaves are the same on both backends
+# (tests/integration/test_receive.py covers those on each).
+pytestmark = [pytest.mark.dcmtk, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 
 def test_tls_listener_requires_tls_and_a_client_certificate(tmp_path, start_service,
