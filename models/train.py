@@ -195,7 +195,12 @@ def train(
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         net.load_state_dict(state["net"])
         optimiser.load_state_dict(state["optimiser"])
+        steps_now, phases_now = schedule.total_steps, schedule._schedule_phases
         schedule.load_state_dict(state["schedule"])
+        if schedule.total_steps != steps_now:
+            # --epochs changed on --resume (a run that will not fit its session, shortened):
+            # keep the step reached and follow the new length's curve from there.
+            schedule.total_steps, schedule._schedule_phases = steps_now, phases_now
         scaler.load_state_dict(state["scaler"])
         history = [EpochRecord(**record) for record in state["history"]]
         best_mae, best_epoch, best_state = state["best_mae"], state["best_epoch"], state["best"]

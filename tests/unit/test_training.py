@@ -72,6 +72,30 @@ def test_resume_follows_the_same_path_as_an_uninterrupted_run(phantom_set, tmp_p
         assert torch.equal(straight[key], resumed[key]), key
 
 
+def test_resume_with_fewer_epochs_finishes_the_shorter_schedule(phantom_set, tmp_path):
+    """A long run that will not fit its session is shortened on --resume: the learning rate
+    then anneals to the end of the new length instead of stopping high."""
+    samples = rsna_samples(phantom_set, phantom_set / "labels.csv")
+
+    class Stop(Exception):
+        pass
+
+    def stop(record):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(samples, options(epochs=4), tmp_path / "cut", on_epoch=stop)
+    result = train(samples, options(epochs=2), tmp_path / "cut", resume=True)
+    assert [r.epoch for r in result.history] == [0, 1]
+    schedule = torch.load(tmp_path / "cut" / CHECKPOINT_FILE, weights_only=False)["schedule"]
+    assert schedule["last_epoch"] == schedule["total_steps"] == 2 * (32 // 8)
+    train(samples, options(epochs=2), tmp_path / "straight")
+    straight = torch.load(tmp_path / "straight" / CHECKPOINT_FILE, weights_only=False)
+    assert schedule["_last_lr"] == pytest.approx(straight["schedule"]["_last_lr"])
+    # ... where the 4-epoch curve would have stood near its peak:
+    assert schedule["_last_lr"][0] < options().learning_rate / 10
+
+
 def test_dicom_folder_with_patient_sex_trains(phantom_set, tmp_path):
     rsna = rsna_samples(phantom_set, phantom_set / "labels.csv")
     csv = tmp_path / "labels.csv"
