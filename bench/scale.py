@@ -145,7 +145,13 @@ def run(root: Path, url: str, sessions, count: int, size: int) -> None:  # type:
         # Warm: each burst starts with its workers loaded and past their first inference.
         warm = queue_overhead(sessions, service, paths[2 * count + 10:2 * count + 11], 0)
         one = burst_rate(sessions, service, paths[:count], 1)
-        workers.append(WorkerProcess(service, redis.url, "w1").start())
+        # Two workers on one host share its cores: each gets cores / 2 threads (the setting
+        # BONEAGE_TORCH_THREADS; with the default of all cores each, 4 threads on 2 cores
+        # ran 4x slower than one worker, measured here on 2026-12-02).
+        threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
+        workers.pop().stop()
+        workers += [WorkerProcess(service, redis.url, name,
+                                  BONEAGE_TORCH_THREADS=threads).start() for name in ("w1", "w2")]
         queue_overhead(sessions, service, paths[2 * count + 11:2 * count + 13], count + 1)
         two = burst_rate(sessions, service, paths[count:2 * count], count + 3)
         overhead = queue_overhead(sessions, service, paths[2 * count:2 * count + 10],
@@ -164,7 +170,8 @@ def run(root: Path, url: str, sessions, count: int, size: int) -> None:  # type:
     print(f"first image through a cold worker (QUEUED -> PROCESSING): {warm:.1f} s")
     print(f"throughput ({size} px phantoms, {count} per burst, results sent to storescp): "
           f"1 worker {one:.1f} images/min, 2 workers {two:.1f} images/min, ratio "
-          f"{two / one:.2f}")
+          f"{two / one:.2f} (2 workers with {threads} torch thread(s) each, 1 worker with all "
+          f"{len(os.sched_getaffinity(0))} cores)")
     print(f"per-task queue overhead (QUEUED -> PROCESSING, idle workers, median of 10): "
           f"{overhead * 1000:.0f} ms")
     print(f"recovery after SIGKILL mid-inference (lease 10 s): {recovered:.1f} s")

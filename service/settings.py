@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
         description="Where the networks run: auto (CUDA when present), cpu or cuda[:N].",
     )
+    torch_threads: int | None = Field(
+        None, ge=1, le=256,
+        description="CPU threads each worker process's network uses; unset: `boneage worker` "
+                    "gives each of its processes the cores it may use divided by "
+                    "--concurrency. With several workers on one host, set cores / workers: "
+                    "more threads than cores make them all wait (bench/scale.py).",
+    )
     batch_size: int | None = Field(
         None, ge=1, le=64,
         description="Waiting instances a Celery worker takes into one forward pass; unset: "

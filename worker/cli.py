@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from typing import Annotated
@@ -109,6 +110,9 @@ def worker(
         raise typer.Exit(2)
     setup_logging(settings.log_level, settings.log_dir)
     runtime_or_exit(settings).engine.dispose()  # fail fast on a schema behind head
+    if settings.torch_threads is None:  # the pool's children read it from the environment
+        cores = len(os.sched_getaffinity(0))
+        os.environ["BONEAGE_TORCH_THREADS"] = str(max(1, cores // max(1, concurrency)))
     from worker.app import INFERENCE_QUEUE, create_app
 
     create_app(settings.broker_url).worker_main([

@@ -36,10 +36,15 @@ def _load_after_fork(**_: object) -> None:
     """Load the networks once per worker process, before its first task, and start the
     heartbeat that keeps its leases."""
     runtime = _runtime()
+    if runtime.settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(runtime.settings.torch_threads)
     try:
         model = runtime.assessor().model
         version: str | None = model.version
-        log.info("model %s %s loaded in worker process", model.name, model.version)
+        log.info("model %s %s loaded in worker process (%s torch threads)", model.name,
+                 model.version, runtime.settings.torch_threads or "default")
     except Exception:
         log.exception("the model could not be loaded; instances will be marked FAILED")
         version = None
