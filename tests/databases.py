@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -42,3 +43,9 @@ def fresh_postgres_database(prefix: str = "boneage_t") -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def only_backend(name: str) -> pytest.MarkDecorator:
+    """Run a test on one audit backend ("sqlite" or "postgres") instead of both, where what it
+    checks does not depend on the database."""
+    return pytest.mark.parametrize("backend", [name], indirect=True)

@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from sqlalchemy import select
 
 from service.audit.tables import AssessmentRecord, Delivery, DeliveryStatus, Instance
+from tests.databases import only_backend
 from tests.factory import phantom_file
 from tests.orthanc import AE_TITLE, Orthanc
 from tests.peers import free_port, storescu, tool, wait_for
@@ -93,7 +94,7 @@ def test_orthanc_routes_a_phantom_and_gets_sr_and_report_image_back(
     assert [len(r) for r in results(orthanc)] == [1, 1]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # gates; delivery on both above
+@only_backend("sqlite")  # gates; delivery on both above
 def test_chest_radiograph_gets_a_rejection_report(tmp_path, backend, start_service, pacs):
     orthanc_port = free_port()
     service = start_service(BONEAGE_DESTINATIONS=f"{AE_TITLE}@127.0.0.1:{orthanc_port}",

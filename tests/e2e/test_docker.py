@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from service.settings import CallerRule, Destination, load_settings
+from tests.databases import only_backend
 from tests.peers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def test_dockerfiles_copy_only_what_exists():
                     assert (context / source).exists(), f"{dockerfile.name}: {source}"
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@only_backend("sqlite")
 def test_healthcheck_echoes_a_running_service(start_service):
     service = start_service(BONEAGE_ALLOWED_CALLERS="ORTHANC,HEALTHCHECK@127.0.0.1")
     env = {**os.environ, "BONEAGE_PORT": str(service.port)}

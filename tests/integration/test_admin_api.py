@@ -22,6 +22,7 @@ from service.audit.tables import (
     DeliveryStatus,
     InstanceStatus,
 )
+from tests.databases import only_backend
 from tests.factory import phantom_file, write_image
 from tests.peers import (
     ApiProcess,
@@ -181,7 +182,7 @@ def check_operations(api: ApiProcess, sessions) -> None:  # type: ignore[no-unty
 
 # The outbox's retry and give-up logic runs on both backends in test_outbox.py; this checks the
 # API's part of it, on the production backend.
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@only_backend("postgres")
 def test_dead_letter_retried_from_the_api_is_delivered(tmp_path, start_service, backend):
     """A PACS that was down past the retry window: the outputs are dead-lettered; once it is
     back, the admin's retry sends them."""

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from dicom_io.content import Outcome
 from service.audit.tables import AssessmentRecord, Instance, InstanceStatus
+from tests.databases import only_backend
 from tests.factory import phantom_file, write_image
 from tests.peers import (
     ServiceProcess,
@@ -90,7 +91,7 @@ def test_broker_down_keeps_the_instance_and_a_restart_resumes_it(
 LEASE = {"BONEAGE_LEASE_S": "6", "BONEAGE_RECONCILE_EVERY_S": "1"}
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # shared by the processes
+@only_backend("postgres")  # shared by the processes
 def test_a_worker_killed_mid_inference_is_replaced_within_the_lease(
     tmp_path, backend, start_service, redis_server
 ):
@@ -140,7 +141,7 @@ def boneage_status(service: ServiceProcess, broker_url: str) -> dict:
     return json.loads(run.stdout)
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # shared by the processes
+@only_backend("postgres")  # shared by the processes
 def test_a_worker_takes_waiting_instances_into_one_batch(
     tmp_path, backend, start_service, redis_server
 ):

@@ -15,6 +15,7 @@ from pydicom import dcmread
 
 from service.audit.tables import InstanceStatus
 from tests.browser import Browser
+from tests.databases import only_backend
 from tests.factory import phantom_file, write_image
 from tests.peers import (
     ApiProcess,
@@ -34,7 +35,7 @@ ARTIFACTS = Path(os.environ.get("BONEAGE_TEST_ARTIFACTS",
 TOKEN = "dashboard-token-0123456789"
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@only_backend("sqlite")
 def test_dashboard_shows_what_went_through(tmp_path, backend, start_service):
     pacs_port, down_port = free_port(), free_port()
     (tmp_path / "pacs").mkdir()

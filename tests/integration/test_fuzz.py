@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from models.phantom import render
 from service.audit.tables import UNFINISHED, Instance, InstanceStatus
 from service.phantoms import phantom_dicom
+from tests.databases import only_backend
 from tests.factory import write_image
 from tests.fuzz import fuzz_stores
 from tests.hostile import flood
@@ -27,7 +28,7 @@ STORES = 1000
 
 
 # The embedded SQLite default: its one writer is what concurrent associations contend for.
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@only_backend("sqlite")
 def test_a_thousand_mutants_leave_an_audit_row_each_and_no_crash(tmp_path, backend):
     seeds = [tmp_path / "phantom.dcm", tmp_path / "ramp.dcm"]
     phantom_dicom(render(120.0, False, 9, size=768), "0009").save_as(

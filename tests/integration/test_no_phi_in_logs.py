@@ -10,6 +10,7 @@ import pytest
 from pydicom import dcmread
 
 from service.audit.tables import InstanceStatus
+from tests.databases import only_backend
 from tests.factory import phantom_file, write_image
 from tests.peers import ApiProcess, WorkerProcess, storescu, wait_status
 
@@ -48,7 +49,7 @@ def studies(directory) -> list:  # type: ignore[no-untyped-def]
     return files
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # serve + a Celery worker
+@only_backend("postgres")  # serve + a Celery worker
 def test_patient_identifiers_never_reach_a_log(tmp_path, backend, start_service, redis_server):
     service = start_service(BONEAGE_BROKER_URL=redis_server.url)
     worker = WorkerProcess(service, redis_server.url).start()

@@ -15,6 +15,7 @@ from pynetdicom import AE, _config
 
 from service.audit.tables import AssociationOutcome, InstanceStatus
 from service.spool import sha256_file
+from tests.databases import only_backend
 from tests.factory import CR_IMAGE_STORAGE, CT_IMAGE_STORAGE, write_image
 from tests.peers import associations, echoscu, instances, storescu, tool, wait_rows, wait_status
 
@@ -83,7 +84,7 @@ ENCODINGS = [
 
 
 # Transfer syntax handling does not touch the audit backend: the embedded default is enough.
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@only_backend("sqlite")
 @pytest.mark.parametrize(("encoder", "propose", "syntax"), ENCODINGS, ids=[e[2] for e in ENCODINGS])
 def test_transfer_syntaxes_are_accepted_as_sent(
     tmp_path, backend, start_service, encoder, propose, syntax
@@ -106,9 +107,9 @@ def test_transfer_syntaxes_are_accepted_as_sent(
     assert np.array_equal(received.pixel_array, sent.pixel_array)  # lossless round trip
 
 
-# Negotiation-level behaviour: the same on either audit backend (their rows are checked on
-# both by the tests above and below).
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+# Negotiation-level behaviour, here and in the other-SOP-class and association-limit tests:
+# the same on either audit backend (their rows are checked on both by the other tests).
+@only_backend("sqlite")
 def test_allow_list_rejects_unknown_callers_and_records_them(tmp_path, backend, start_service):
     service = start_service(BONEAGE_ALLOWED_CALLERS="PACS@127.0.0.1, MODALITY")
     sessions = backend.sessions(service.var_dir)
@@ -142,9 +143,7 @@ def test_allow_list_rejects_unknown_callers_and_records_them(tmp_path, backend, 
     assert "rejected" in service.log()
 
 
-# Negotiation-level behaviour: the same on either audit backend (their rows are checked on
-# both by the tests above and below).
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@only_backend("sqlite")
 def test_other_sop_classes_are_refused_at_negotiation(tmp_path, backend, start_service):
     service = start_service()
     ct = tmp_path / "ct.dcm"
@@ -229,7 +228,7 @@ def test_duplicates_are_recorded_not_reprocessed_and_changes_are_versions(
     assert "new version 2" in version2.events[0].detail
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # a disk check, before the DB
+@only_backend("sqlite")  # a disk check, before the DB
 def test_low_disk_is_refused_with_a700_and_recorded(tmp_path, backend, start_service):
     service = start_service(BONEAGE_MIN_FREE_DISK_MB=str(10**9))
     source = tmp_path / "dx.dcm"
@@ -278,9 +277,7 @@ def test_spooled_file_without_audit_row_is_adopted_at_start_up(tmp_path, backend
     assert "adopted from the spool" in row.events[0].detail
 
 
-# Negotiation-level behaviour: the same on either audit backend (their rows are checked on
-# both by the tests above and below).
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@only_backend("sqlite")
 def test_association_limit_rejects_transiently_and_says_why(tmp_path, backend, start_service):
     service = start_service(BONEAGE_MAX_ASSOCIATIONS="1")
     ae = AE(ae_title="FIRST")

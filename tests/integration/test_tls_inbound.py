@@ -11,6 +11,7 @@ import pytest
 
 from service.audit.tables import InstanceStatus
 from tests.certificates import issue, make_ca
+from tests.databases import only_backend
 from tests.factory import write_image
 from tests.peers import echoscu, free_port, storescu, wait_status
 
@@ -37,7 +38,7 @@ def tls_args(certificates, client: str | None) -> tuple[str, ...]:
 
 # What TLS changes is the transport; the audit rows it leaves are the same on both backends
 # (tests/integration/test_receive.py covers those on each).
-pytestmark = [pytest.mark.dcmtk, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.dcmtk, only_backend("sqlite")]
 
 
 def test_tls_listener_requires_tls_and_a_client_certificate(tmp_path, start_service,
