@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.peers import process_memory
 
-IMPORTS = ["torch", "torchvision", "timm", "monai", "pydicom", "pynetdicom", "highdicom",
+# triton and torch._dynamo before torchvision: torchvision.ops.roi_align imports torch._dynamo
+# (and it triton) at module level, and that is most of what "import torchvision" costs.
+IMPORTS = ["torch", "triton", "torch._dynamo", "torchvision", "timm", "monai", "pydicom", "pynetdicom", "highdicom",
            "sqlalchemy", "celery", "service.pipeline", "worker.tasks"]
 
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,12 +29,14 @@ from service.audit.tables import AssessmentRecord, GateRecord, Instance, Instanc
 from service.leases import Claimant
 from service.memory import release_freed_memory
 from service.outbox import queue_deliveries, write_outputs
-from service.pipeline import Assessment, Assessor
 from service.reporting import build_outputs
+
+if TYPE_CHECKING:  # the networks load in the processes that assess (service.runtime)
+    from service.pipeline import Assessment, Assessor
 
 log = logging.getLogger(__name__)
 
-AssessorProvider = Callable[[], Assessor]
+AssessorProvider = Callable[[], "Assessor"]
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,17 @@ times highdicom stamps (content date and time), which say when the copy was made
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydicom.dataset import Dataset
 
 from dicom_io.content import Outcome, ReportContent
 from dicom_io.sc import build_sc
 from dicom_io.sr import build_sr
 from service.gates import REASON_TEXT, Flag
-from service.pipeline import Assessment
+
+if TYPE_CHECKING:
+    from service.pipeline import Assessment
 
 SR, SC = "sr", "sc"
 

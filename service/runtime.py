@@ -1,9 +1,15 @@
-"""Opening what every process of the service needs: settings, the audit DB, the spool."""
+"""Opening what every process of the service needs: settings, the audit DB, the spool.
+
+The networks (service.pipeline, and with it torch, monai and timm: seconds to import) are
+imported only when a process asks for its assessor, so the audit commands, `boneage api` and
+the receiver start without them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,10 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from dicom_io.tls import client_context
 from service.audit.session import ensure_schema, make_engine, make_session_factory
 from service.outbox import DeliveryPolicy
-from service.pipeline import Assessor, shared_assessor
 from service.processing import OutputPolicy
 from service.settings import Settings
 from service.spool import Spool
+
+if TYPE_CHECKING:
+    from service.pipeline import Assessor
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class Runtime:
 
     def assessor(self) -> Assessor:
         """The pipeline's networks, loaded on first use in this process (after any fork)."""
+        from service.pipeline import shared_assessor
+
         return shared_assessor(self.settings.model_dir, self.settings.gates,
                                self.settings.device)
 

@@ -10,6 +10,9 @@ from celery import shared_task
 from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
+# The networks' code (torch, monai, timm) is imported here, in the prefork parent, so that its
+# pages are shared by every pool process; the weights load in each process after the fork.
+import service.pipeline  # noqa: F401
 from service import processing
 from service.leases import Claimant
 from service.runtime import Runtime, open_runtime

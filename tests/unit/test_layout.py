@@ -4,6 +4,8 @@ stay small, and no function in the service's rooms grows past a screen."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,3 +50,20 @@ def test_modules_and_functions_stay_small():
                     if length > MAX_FUNCTION_LINES:
                         long_functions.append(f"{path.relative_to(ROOT)}:{node.name} {length}")
     assert long_modules == [] and long_functions == []
+
+
+def test_operator_commands_and_the_receiver_start_without_the_networks():
+    """torch, monai and timm take seconds to import (five on two quiet cores) and hold most of
+    a gigabyte: an admin's `boneage audit list`, `boneage api`, and `boneage serve` in
+    distributed mode (receiver and deliverer, the assessing left to Celery workers) must not
+    pay for them. The Celery worker does import them, in its prefork parent, so the pool
+    processes share those pages."""
+    code = ("import sys\n"
+            "import worker.cli, worker.app, service.cli_audit, service.api.app, service.server\n"
+            "import service.processing, service.outbox\n"
+            "print(sorted(m for m in ('torch', 'monai', 'timm') if m in sys.modules))\n"
+            "import worker.tasks\n"
+            "print(sorted(m for m in ('torch', 'monai', 'timm') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "['monai', 'timm', 'torch']"]
