@@ -27,8 +27,8 @@ from tests.peers import process_memory
 
 # triton and torch._dynamo before torchvision: torchvision.ops.roi_align imports torch._dynamo
 # (and it triton) at module level, and that is most of what "import torchvision" costs.
-IMPORTS = ["torch", "triton", "torch._dynamo", "torchvision", "timm", "monai", "pydicom", "pynetdicom", "highdicom",
-           "sqlalchemy", "celery", "service.pipeline", "worker.tasks"]
+IMPORTS = ["torch", "triton", "torch._dynamo", "torchvision", "timm", "monai", "pydicom",
+           "pynetdicom", "highdicom", "sqlalchemy", "celery", "service.pipeline", "worker.tasks"]
 
 
 def memory(pid: int) -> str:
