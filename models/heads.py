@@ -114,14 +114,24 @@ def conformal_margin(bounds: torch.Tensor, ages: torch.Tensor, mass: float = 0.9
     return float(outside[rank])
 
 
-TIER_WIDTH_MONTHS = 72.0  # default; a card's calibration may give its own (tier_width_months)
+TIER_WIDTH_MONTHS = 72.0  # default for the seed rule; a card's calibration may give its own
 
 
 def confidence_tier(stage_probability: float, interval_width: float | None = None,
-                    width_limit: float = TIER_WIDTH_MONTHS) -> str:
-    """High >= 70%, Medium 40-69%, Low < 40% of the stage probability (seed thresholds);
-    a distribution wider than `width_limit` (raw 95% interval, months) lowers the tier by one
-    step."""
+                    width_limit: float = TIER_WIDTH_MONTHS,
+                    spread_limits: tuple[float, float] | None = None) -> str:
+    """The tier a reader acts on (High: routine, Medium: standard review, Low: expert review).
+
+    With `spread_limits` (High up to the first, Medium up to the second; months of the raw
+    95% interval, fitted by `boneage calibrate`), the tier reads the distribution's spread
+    alone: on real hands the spread tracks the error and the stage probability does not (it
+    is low near any stage boundary, right or wrong; models.calibration.fit_tiers). Without
+    them, the seed rule: High >= 70%, Medium 40-69%, Low < 40% of the stage probability, one
+    step lower where the raw interval is wider than `width_limit`."""
+    if spread_limits is not None and interval_width is not None:
+        high, medium = spread_limits
+        return "High" if interval_width <= high else "Medium" if interval_width <= medium \
+            else "Low"
     tier = 2 if stage_probability >= 0.70 else 1 if stage_probability >= 0.40 else 0
     if interval_width is not None and interval_width > width_limit:
         tier = max(tier - 1, 0)

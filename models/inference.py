@@ -94,6 +94,8 @@ class Predictor:
         # Fitted by `boneage calibrate` on labelled images the network did not train on.
         self.interval_margin = float(card.calibration.get("interval_margin_months", 0.0))
         self.tier_width = float(card.calibration.get("tier_width_months", TIER_WIDTH_MONTHS))
+        spread = card.calibration.get("tier_spread_months")
+        self.tier_spread = None if spread is None else (float(spread[0]), float(spread[1]))
         # Test-time augmentation (models.tta), when the card says it was measured to help.
         self.tta_views = int(card.inference.get("tta_views", 1))
 
@@ -153,18 +155,25 @@ class Predictor:
             stage_probability=probability,
             head_stage=head,
             confidence=None if probability is None
-            else confidence_tier(probability, width, self.tier_width),
+            else confidence_tier(probability, width, self.tier_width, self.tier_spread),
             heatmap=None if out.maps is None
             else to_source(out.maps[group].mean(0).numpy(), geometry),
         )
 
-    def raw_intervals(self, images: Sequence[np.ndarray], males: Sequence[bool]) -> np.ndarray:
-        """The distribution head's own 95% intervals, (N, 2) months, before the calibration
-        margin: what `boneage calibrate` fits on."""
+    def raw_outputs(self, images: Sequence[np.ndarray], males: Sequence[bool]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What `boneage calibrate` fits on, per image of known sex: the predicted age
+        (months), the distribution head's own 95% interval before the calibration margin
+        (N, 2), and the stage head's probability for the predicted age's bucket, the same
+        three numbers `predict` derives an interval and a confidence tier from."""
         _, out, _ = self._forward(images, males, heatmaps=False)
-        if "age_probs" not in out:
-            raise ValueError(f"{self.card.name} has no distribution head")
-        return interval(out["age_probs"].float().cpu()).numpy()
+        if "age_probs" not in out or "stage_logits" not in out:
+            raise ValueError(f"{self.card.name} has no distribution or stage head")
+        ages = out["age"].float().cpu()
+        stages = stage_of(ages)
+        probabilities = torch.softmax(out["stage_logits"].float().cpu(), dim=1)
+        return (ages.numpy(), interval(out["age_probs"].float().cpu()).numpy(),
+                probabilities[torch.arange(len(stages)), stages].numpy())
 
     def _forward(self, images: Sequence[np.ndarray], males: Sequence[bool], heatmaps: bool
                  ) -> tuple[list, dict[str, torch.Tensor], torch.Tensor | None]:

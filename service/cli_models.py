@@ -188,15 +188,16 @@ def calibrate(
     batch_size: BatchSize = 16,
     device: DeviceName = "auto",
 ) -> None:
-    """Fit the 95% interval's conformal margin so that it holds 95% of held-out true ages."""
-    from models.calibration import fit_interval
+    """Fit the 95% interval's conformal margin so that it holds 95% of held-out true ages, and
+    the confidence rule, so that the tiers order the error."""
+    from models.calibration import fit_calibration
     from models.card import amend_card
 
     predictor = _predictor(model, device)
     samples = _part(_samples(data, labels), predictor.card, part)
     with _progress_bar() as bar:
         task = bar.add_task("predicting", total=len(samples))
-        fit = fit_interval(predictor, samples, batch_size=batch_size,
+        fit = fit_calibration(predictor, samples, batch_size=batch_size,
                            progress=lambda done, _: bar.update(task, completed=done))
     fit["fitted_on"] = (f"{len(samples)} images from {data.name}/ ({labels.name})"
                         + (f", the fixed split's {part} part" if part else ""))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from models import CONFIGS, build
 from models.heads import (
     STAGE_NAMES,
+    TIER_WIDTH_MONTHS,
     confidence_tier,
     conformal_margin,
     expectation,
@@ -122,6 +124,35 @@ def test_stages_and_confidence_tiers_follow_the_seed():
     assert [confidence_tier(p) for p in (0.70, 0.69, 0.40, 0.39)] == [
         "High", "Medium", "Medium", "Low"]
     assert confidence_tier(0.9, interval_width=90) == "Medium"
+    # A fitted spread rule reads the width alone.
+    assert [confidence_tier(0.1, width, spread_limits=(60, 70)) for width in (60, 61, 71)] \
+        == ["High", "Medium", "Low"]
+
+
+def test_confidence_is_fitted_to_the_spread_where_the_stage_probability_says_nothing():
+    # As on real hands: the stage probability is unrelated to the error, the head's spread
+    # is not. Fitted on one half, the tiers order the error on the other.
+    from models.calibration import fit_tiers, tier_errors
+
+    rng = np.random.default_rng(0)
+    widths = rng.integers(40, 100, 2000).astype(float)  # interval edges are whole months
+    errors = np.abs(rng.normal(0, widths / 8))
+    probabilities = rng.uniform(0.2, 1.0, 2000)
+    fit = fit_tiers(probabilities[:1000], widths[:1000], errors[:1000])
+    low, high = fit["tier_spread_months"]
+    assert low < high and fit["tier_rule"].startswith("the raw 95% interval")
+    held_out = tier_errors(probabilities[1000:], widths[1000:], errors[1000:],
+                           spread_limits=(low, high))
+    assert held_out["High"]["mae"] < held_out["Medium"]["mae"] < held_out["Low"]["mae"]
+    assert held_out["High"]["share"] == pytest.approx(0.70, abs=0.05)
+    seed, spread = fit["tiers_seed_rule_fitted"], fit["tiers_fitted"]  # the seed rule
+    # reads the width only through its one-step limit, so it separates the tiers less
+    assert spread["Low"]["mae"] - spread["High"]["mae"] > seed["Low"]["mae"] - seed["High"]["mae"]
+    # Errors that fall as the spread grows: the spread cannot order them, the seed rule stays.
+    backwards = fit_tiers(probabilities, widths, 20 - widths / 5)
+    assert "tier_spread_months" not in backwards
+    assert backwards["tier_rule"].startswith("seed rule")
+    assert backwards["tier_width_months"] == TIER_WIDTH_MONTHS
 
 
 def test_registry_by_body_part_and_bad_overrides():
