@@ -45,8 +45,8 @@ def fit_calibration(predictor: Predictor, samples: Sequence[Sample], *, batch_si
         "coverage_uncalibrated": round(covered_raw, 3),
         "mean_width_uncalibrated_months": round(width_raw, 1)}
     errors = np.abs(np.concatenate(ages) - truth.numpy())
-    return fit | fit_tiers(np.concatenate(probabilities),
-                                (bounds[:, 1] - bounds[:, 0]).numpy(), errors)
+    widths = (bounds[:, 1] - bounds[:, 0]).numpy()
+    return fit | fit_tiers(np.concatenate(probabilities), widths, errors)
 
 
 SPREAD_TIER_SHARES = (0.70, 0.20, 0.10)  # High, Medium, Low: about the seeds' shares on real hands
