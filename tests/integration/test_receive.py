@@ -17,7 +17,16 @@ from service.audit.tables import AssociationOutcome, InstanceStatus
 from service.spool import sha256_file
 from tests.databases import only_backend
 from tests.factory import CR_IMAGE_STORAGE, CT_IMAGE_STORAGE, write_image
-from tests.peers import associations, echoscu, instances, storescu, tool, wait_rows, wait_status
+from tests.peers import (
+    associations,
+    echoscu,
+    instances,
+    storescu,
+    tool,
+    wait_for,
+    wait_rows,
+    wait_status,
+)
 
 pytestmark = pytest.mark.dcmtk  # dcmtk's command-line tools are the peers here
 
@@ -292,9 +301,13 @@ def test_association_limit_rejects_transiently_and_says_why(tmp_path, backend, s
         assert refused.acceptor.primitive.result == 0x02  # rejected-transient: retry later
     finally:
         held.release()
-    assert echoscu(service.port).returncode == 0
+    # The slot frees when the service's thread for FIRST ends, a moment after the release;
+    # a caller told "rejected-transient" retries, and so does this one.
+    echoes = []
+    wait_for(lambda: echoes.append(echoscu(service.port)) or echoes[-1].returncode == 0, timeout=10)
     sessions = backend.sessions(service.var_dir)
-    rows = wait_rows(lambda: associations(sessions), 3, lambda r: all(a.ended_at for a in r))
+    count = 2 + len(echoes)
+    rows = wait_rows(lambda: associations(sessions), count, lambda r: all(a.ended_at for a in r))
     second_row = next(a for a in rows if a.calling_ae == "SECOND")
     assert second_row.outcome is AssociationOutcome.REJECTED
     assert "rejected by the DICOM layer" in second_row.reason
