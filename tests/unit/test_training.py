@@ -149,6 +149,7 @@ def test_cli_train_then_evaluate_writes_metrics_and_plots(phantom_set, tmp_path)
     net, card = load_model_dir(model)  # the weights' hash still holds
     assert card.calibration == fit and 0.0 <= fit["coverage"] <= 1.0
     assert fit["tier_rule"] and fit["tiers_fitted"]  # a tiny demo model may give one tier
+    assert fit["mae_months"] == pytest.approx(metrics["overall"]["mae"], abs=0.01)  # same images
     assert Predictor(net, card).interval_margin == fit["interval_margin_months"]
     spread = fit.get("tier_spread_months")
     assert Predictor(net, card).tier_spread == (None if spread is None else tuple(spread))
