@@ -108,7 +108,8 @@ class BoneAgeNet(nn.Module):
     """image (B, 1, S, S) in [0, 1], sex (B,) 1 = male -> dict of outputs:
 
     - `age`: (B,) months: the expectation of the distribution, or the regression
-    - `age_probs`: (B, 240) when the config has a distribution head
+    - `age_probs`: (B, 240) when the config has a distribution head, and its logarithm
+      `age_log_probs` (exact where a probability underflows, for the loss)
     - `stage_logits`: (B, 6) when it has a stage head
     """
 
@@ -158,8 +159,10 @@ class BoneAgeNet(nn.Module):
         hidden = self.mlp(features)
         out: dict[str, torch.Tensor] = {}
         if self.distribution_head is not None:
-            probs = torch.softmax(self.distribution_head(hidden).float(), dim=-1)
+            log_probs = torch.log_softmax(self.distribution_head(hidden).float(), dim=-1)
+            probs = log_probs.exp()
             out["age_probs"] = probs
+            out["age_log_probs"] = log_probs
             out["age"] = expectation(probs)
         if self.regression_head is not None:
             regressed = self.regression_head(hidden).squeeze(1).float() * AGE_SD + AGE_MEAN

@@ -97,6 +97,22 @@ def test_distribution_head_expectation_interval_and_loss():
     assert float(far) == pytest.approx(40.0, abs=0.5)
 
 
+def test_distribution_loss_revives_bins_the_prediction_left_empty():
+    """A prediction with no mass above 191 months (what the zero-forcing KL(p || N) left
+    stage 10 with) must still be pulled up there for a 216-month hand."""
+    logits = torch.full((1, 240), -30.0)
+    logits[0, 185:192] = 0.0
+    logits.requires_grad_(True)
+    mae, kl = ldl_terms(torch.softmax(logits, dim=-1), torch.tensor([216.0]), 15.0,
+                        torch.log_softmax(logits, dim=-1))
+    (mae + 0.5 * kl).backward()
+    assert logits.grad is not None
+    # gradient descent raises a logit whose gradient is negative
+    assert float(logits.grad[0, 200:230].max()) < -1e-3
+    # lambda times the label mass there (0.72 of N(216, 15))
+    assert float(logits.grad[0, 200:230].sum()) == pytest.approx(-0.5 * 0.72, abs=0.02)
+
+
 @pytest.mark.parametrize(("head_sigma", "error_sigma"), [(15.0, 6.0), (3.0, 8.0)])
 def test_conformal_margin_gives_honest_coverage_both_ways(head_sigma, error_sigma):
     # Heads trained towards N(y, 15) with estimates off by N(0, 6) cover nearly everything
